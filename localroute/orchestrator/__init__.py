@@ -1,0 +1,1 @@
+"""orchestrator concern of localroute."""

@@ -1,0 +1,1 @@
+"""tools concern of localroute."""
