@@ -1,135 +1,41 @@
-"""Typed results, stream events and errors of the role-based client."""
+"""The client's public result, event and error types (defined in the bottom layer)."""
 
-from __future__ import annotations
+from localroute.types import (
+    ContentDelta,
+    DoneEvent,
+    ErrorEvent,
+    Fallback,
+    LLMConnectionError,
+    LLMContextOverflow,
+    LLMError,
+    LLMInvalidResponse,
+    LLMResponse,
+    LLMServerError,
+    LLMTimeout,
+    ReasoningDelta,
+    StreamEvent,
+    Timings,
+    ToolCall,
+    ToolCallEvent,
+    Usage,
+)
 
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field
-
-
-class ToolCall(BaseModel):
-    """One tool call requested by a model, native or parsed from its text."""
-
-    id: str
-    name: str
-    arguments: dict[str, Any] = Field(default_factory=dict)
-    source: Literal["native", "text"] = "native"
-
-
-class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-
-
-class Timings(BaseModel):
-    """Seconds spent waiting for the gate, until the first token, and in total."""
-
-    queue_wait_s: float = 0.0
-    ttft_s: float | None = None
-    total_s: float = 0.0
-    tokens_per_s: float | None = None
-
-
-class Fallback(BaseModel):
-    """A fallback that was taken: from which role to which, and why."""
-
-    from_role: str
-    to_role: str
-    reason: str
-
-
-class LLMResponse(BaseModel):
-    content: str
-    reasoning: str | None = None
-    tool_calls: list[ToolCall] = Field(default_factory=list)
-    finish_reason: str | None = None
-    usage: Usage = Field(default_factory=Usage)
-    timings: Timings = Field(default_factory=Timings)
-    role: str
-    model: str
-    backend: str
-    attempts: int = 1
-    fallbacks: list[Fallback] = Field(default_factory=list)
-    parsed: Any = None
-
-    @property
-    def truncated(self) -> bool:
-        """True when the model stopped at its token limit: the answer is not complete."""
-        return self.finish_reason == "length"
-
-
-# Stream events: a small closed set, discriminated by `type`.
-
-
-class ContentDelta(BaseModel):
-    type: Literal["content"] = "content"
-    text: str
-
-
-class ReasoningDelta(BaseModel):
-    type: Literal["reasoning"] = "reasoning"
-    text: str
-
-
-class ToolCallEvent(BaseModel):
-    type: Literal["tool_call"] = "tool_call"
-    call: ToolCall
-
-
-class DoneEvent(BaseModel):
-    type: Literal["done"] = "done"
-    response: LLMResponse
-
-
-class ErrorEvent(BaseModel):
-    type: Literal["error"] = "error"
-    error: str
-    kind: str
-
-
-StreamEvent = ContentDelta | ReasoningDelta | ToolCallEvent | DoneEvent | ErrorEvent
-
-
-class LLMError(Exception):
-    """Base of every error the client raises; the message names role, model and URL."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        role: str | None = None,
-        model: str | None = None,
-        url: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.role = role
-        self.model = model
-        self.url = url
-
-
-class LLMTimeout(LLMError):
-    pass
-
-
-class LLMConnectionError(LLMError):
-    pass
-
-
-class LLMServerError(LLMError):
-    def __init__(self, message: str, *, status: int | None = None, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.status = status
-
-
-class LLMInvalidResponse(LLMError):
-    def __init__(self, message: str, *, raw: str = "", **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.raw = raw
-
-
-class LLMContextOverflow(LLMError):
-    def __init__(self, message: str, *, prompt_tokens: int, context_length: int, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.prompt_tokens = prompt_tokens
-        self.context_length = context_length
+__all__ = [
+    "ContentDelta",
+    "DoneEvent",
+    "ErrorEvent",
+    "Fallback",
+    "LLMConnectionError",
+    "LLMContextOverflow",
+    "LLMError",
+    "LLMInvalidResponse",
+    "LLMResponse",
+    "LLMServerError",
+    "LLMTimeout",
+    "ReasoningDelta",
+    "StreamEvent",
+    "Timings",
+    "ToolCall",
+    "ToolCallEvent",
+    "Usage",
+]

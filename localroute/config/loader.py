@@ -1,0 +1,227 @@
+"""Loading `models.yaml`: parse, validate, resolve shared instances and environment overrides.
+
+Every problem becomes a `ConfigError` whose message is one line naming the file, the key path,
+the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from localroute.config.schema import (
+    ProfileConfig,
+    ResolvedProfile,
+    ResolvedRole,
+    RoleConfig,
+    StackConfig,
+)
+
+PACKAGED_MODELS = Path(__file__).with_name("models.yaml")
+CONFIG_ENV = "LOCALROUTE_CONFIG"
+PROFILE_ENV = "LOCALROUTE_PROFILE"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the file and key path that hold it."""
+
+    def __init__(self, file: str, key_path: str, message: str) -> None:
+        self.file = file
+        self.key_path = key_path
+        super().__init__(f"{file}:{key_path}: {message}" if key_path else f"{file}: {message}")
+
+
+def config_path(explicit: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """The config file to use: explicit path, else $LOCALROUTE_CONFIG, else the packaged default."""
+    env = os.environ if env is None else env
+    chosen = explicit or env.get(CONFIG_ENV) or PACKAGED_MODELS
+    return Path(chosen).expanduser()
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel]:
+    """The schema class that owns the last key of a location (for listing allowed keys)."""
+    model: type[BaseModel] = StackConfig
+    i = 0
+    while i < len(loc) - 1:
+        key = loc[i]
+        if model is StackConfig and key == "profiles":
+            model, i = ProfileConfig, i + 2
+        elif model is ProfileConfig and key == "roles":
+            model, i = RoleConfig, i + 2
+        else:
+            break
+    return model
+
+
+def _describe(err: Any) -> str:
+    loc = tuple(err["loc"])
+    value = err.get("input")
+    if err["type"] == "extra_forbidden":
+        allowed = ", ".join(_model_at(loc).model_fields)
+        return f"unknown key '{loc[-1]}'; allowed keys: {allowed}"
+    shown = repr(value) if not isinstance(value, dict) else "a mapping"
+    return f"{err['msg']}; got {shown}"
+
+
+def load_config(path: str | Path | None = None) -> tuple[StackConfig, str]:
+    """Read and validate a models.yaml; returns the config and the file name used in errors."""
+    file = config_path(path)
+    name = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            name, "", "file not found; pass --config PATH or set LOCALROUTE_CONFIG to a models.yaml"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(name, "", f"cannot read the file: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(name, "", f"invalid YAML at {where}{problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(name, "", "the top level must be a mapping with a 'profiles' key")
+    try:
+        config = StackConfig.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        raise ConfigError(name, _format_loc(tuple(first["loc"])), _describe(first) + more) from None
+    _check_semantics(config, name)
+    return config, name
+
+
+def _check_semantics(config: StackConfig, file: str) -> None:
+    for auto in config.auto_profiles:
+        if auto not in config.profiles:
+            raise ConfigError(
+                file, "auto_profiles", f"profile '{auto}' is not defined; defined: "
+                + ", ".join(sorted(config.profiles))
+            )
+    for pname, profile in config.profiles.items():
+        base = f"profiles.{pname}.roles"
+        defined = ", ".join(sorted(profile.roles))
+        for rname, role in profile.roles.items():
+            for i, target in enumerate(role.fallback):
+                if target not in profile.roles:
+                    raise ConfigError(
+                        file, f"{base}.{rname}.fallback[{i}]",
+                        f"'{target}' is not a role of this profile; defined roles: {defined}",
+                    )
+            _check_instance(profile, rname, role, f"{base}.{rname}", file)
+        _check_cycles(profile, base, file)
+
+
+def _check_instance(
+    profile: ProfileConfig, rname: str, role: RoleConfig, path: str, file: str
+) -> None:
+    target = role.shares_instance_with
+    if target is None:
+        for key in ("id", "backend"):
+            if getattr(role, key) is None:
+                raise ConfigError(file, f"{path}.{key}", "missing; a role that does not "
+                                  "share an instance must name its model 'id' and 'backend'")
+        return
+    if target not in profile.roles:
+        raise ConfigError(file, f"{path}.shares_instance_with", f"'{target}' is not a role of "
+                          "this profile; defined roles: " + ", ".join(sorted(profile.roles)))
+    owner = profile.roles[target]
+    if owner.shares_instance_with is not None:
+        raise ConfigError(file, f"{path}.shares_instance_with", f"'{target}' itself shares "
+                          f"'{owner.shares_instance_with}'; point at the role that owns "
+                          "the instance")
+    for key in ("id", "backend", "endpoint"):
+        mine, theirs = getattr(role, key), getattr(owner, key)
+        if mine is not None and mine != theirs:
+            shown = mine.value if hasattr(mine, "value") else mine
+            raise ConfigError(file, f"{path}.{key}", f"'{shown}' differs from role '{target}' "
+                              f"whose instance it shares ('{getattr(theirs, 'value', theirs)}'); "
+                              "omit it or make them equal")
+    for key in ("max_concurrency", "context_length"):
+        if key in role.model_fields_set and getattr(role, key) > getattr(owner, key):
+            raise ConfigError(file, f"{path}.{key}", f"{getattr(role, key)} exceeds the shared "
+                              f"instance's {key} ({getattr(owner, key)} on role '{target}'); "
+                              "a sharing role may only lower it")
+
+
+def _check_cycles(profile: ProfileConfig, base: str, file: str) -> None:
+    # Depth-first search over fallback edges; a back edge is a cycle.
+    state: dict[str, int] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = 1
+        for target in profile.roles[name].fallback:
+            if state.get(target) == 1:
+                cycle = " -> ".join([*trail[trail.index(target):], target])
+                raise ConfigError(file, f"{base}.{name}.fallback", f"fallback cycle {cycle}; "
+                                  "fallback chains must end")
+            if target not in state:
+                visit(target, [*trail, target])
+        state[name] = 2
+
+    for name in profile.roles:
+        if name not in state:
+            visit(name, [name])
+
+
+def resolve_profile(
+    config: StackConfig, name: str, source: str, env: Mapping[str, str] | None = None
+) -> ResolvedProfile:
+    """Apply instance sharing and LOCALROUTE_<ROLE>_ENDPOINT / _MODEL overrides."""
+    env = os.environ if env is None else env
+    if name not in config.profiles:
+        raise ConfigError(source, "profiles", f"profile '{name}' is not defined; defined: "
+                          + ", ".join(sorted(config.profiles)))
+    profile = config.profiles[name]
+    resolved: dict[str, ResolvedRole] = {}
+    # Owners first so sharing roles inherit their (already overridden) model and endpoint.
+    order = sorted(profile.roles, key=lambda r: profile.roles[r].shares_instance_with is not None)
+    for rname in order:
+        role = profile.roles[rname]
+        owner_name = role.shares_instance_with or rname
+        prefix = f"LOCALROUTE_{rname.upper()}_"
+        quantization, context_length = role.quantization, role.context_length
+        max_concurrency = role.max_concurrency
+        if role.shares_instance_with:
+            owner = resolved[owner_name]
+            model_id, backend, endpoint = owner.id, owner.backend, owner.endpoint
+            api_key, quantization = owner.api_key, owner.quantization
+            # Unset limits inherit the instance's; set ones were checked to be lower.
+            if "context_length" not in role.model_fields_set:
+                context_length = owner.context_length
+            if "max_concurrency" not in role.model_fields_set:
+                max_concurrency = owner.max_concurrency
+        else:
+            assert role.id is not None and role.backend is not None  # checked at load time
+            model_id = env.get(prefix + "MODEL", role.id)
+            backend, api_key = role.backend, role.api_key
+            endpoint = env.get(prefix + "ENDPOINT", role.endpoint)
+        resolved[rname] = ResolvedRole(
+            name=rname, id=model_id, backend=backend, endpoint=endpoint, api_key=api_key,
+            quantization=quantization, context_length=context_length,
+            max_concurrency=max_concurrency, default_timeout=role.default_timeout,
+            max_tokens=role.max_tokens, temperature=role.temperature, top_p=role.top_p,
+            supports_tools=role.supports_tools, reasoning=role.reasoning,
+            system_prompt=role.system_prompt, fallback=role.fallback, instance=owner_name,
+            retries=role.retries,
+        )
+    return ResolvedProfile(name=name, source=source, roles={r: resolved[r] for r in profile.roles})
