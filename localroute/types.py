@@ -112,6 +112,7 @@ class LLMError(Exception):
         self.role = role
         self.model = model
         self.url = url
+        self.fallbacks: list[Fallback] = []  # fallbacks taken before this error was final
 
 
 class LLMTimeout(LLMError):

@@ -218,7 +218,9 @@ def resolve_profile(
         resolved[rname] = ResolvedRole(
             name=rname, id=model_id, backend=backend, endpoint=endpoint, api_key=api_key,
             quantization=quantization, context_length=context_length,
-            max_concurrency=max_concurrency, default_timeout=role.default_timeout,
+            max_concurrency=max_concurrency, instance_context_length=(
+                resolved[owner_name].context_length if role.shares_instance_with
+                else role.context_length), default_timeout=role.default_timeout,
             max_tokens=role.max_tokens, temperature=role.temperature, top_p=role.top_p,
             supports_tools=role.supports_tools, reasoning=role.reasoning,
             system_prompt=role.system_prompt, fallback=role.fallback, instance=owner_name,

