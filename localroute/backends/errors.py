@@ -48,7 +48,11 @@ def overflow_error(site: CallSite, text: str) -> LLMContextOverflow:
     return LLMContextOverflow(
         f"{site.where()}: the server says the prompt does not fit its context: "
         f"{text.strip()[:300]}",
-        prompt_tokens=prompt, context_length=ctx, role=site.role, model=site.model, url=site.url,
+        prompt_tokens=prompt,
+        context_length=ctx,
+        role=site.role,
+        model=site.model,
+        url=site.url,
     )
 
 
@@ -59,7 +63,10 @@ def body_error(site: CallSite, error: object) -> LLMError:
         return overflow_error(site, str(message))
     return LLMServerError(
         f"{site.where()}: the server answered HTTP 200 with an error: {str(message)[:300]}",
-        status=None, role=site.role, model=site.model, url=site.url,
+        status=None,
+        role=site.role,
+        model=site.model,
+        url=site.url,
     )
 
 
@@ -81,7 +88,9 @@ def map_exception(site: CallSite, exc: BaseException) -> LLMError:
         retry_after = _retry_after(exc)
         return LLMServerError(
             f"{site.where()}: HTTP {exc.status_code}: {text[:300]}",
-            status=exc.status_code, retry_after=retry_after, **kw,
+            status=exc.status_code,
+            retry_after=retry_after,
+            **kw,
         )
     return LLMConnectionError(f"{site.where()}: {type(exc).__name__}: {exc}", **kw)
 

@@ -74,9 +74,15 @@ async def role_statuses(profile: ResolvedProfile) -> list[RoleStatus]:
     for role in profile.roles.values():
         result = by_key[(role.backend.value, role.endpoint or role.id)]
         status = RoleStatus(
-            role=role.name, model=role.id, backend=role.backend.value, endpoint=role.endpoint,
-            reachable=not isinstance(result, str), served=None, loaded=None,
-            context=role.context_length, concurrency=role.max_concurrency,
+            role=role.name,
+            model=role.id,
+            backend=role.backend.value,
+            endpoint=role.endpoint,
+            reachable=not isinstance(result, str),
+            served=None,
+            loaded=None,
+            context=role.context_length,
+            concurrency=role.max_concurrency,
             shares_instance_with=role.instance if role.instance != role.name else None,
         )
         if isinstance(result, str):
@@ -88,8 +94,9 @@ async def role_statuses(profile: ResolvedProfile) -> list[RoleStatus]:
             status.loaded = match.loaded if match else None
             if not status.served:
                 listed = ", ".join(m.id for m in result[:8]) or "none"
-                status.problem = f"model '{role.id}' is not served at {role.endpoint} " \
-                                 f"(served: {listed})"
+                status.problem = (
+                    f"model '{role.id}' is not served at {role.endpoint} (served: {listed})"
+                )
                 status.fix = _model_fix(role)
         out.append(status)
     return out

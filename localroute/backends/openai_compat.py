@@ -168,7 +168,9 @@ class OpenAICompatBackend:
         if not finished:
             raise LLMConnectionError(
                 f"{site.where()}: the stream ended before the model finished (truncated)",
-                role=role, model=request.model, url=self.url,
+                role=role,
+                model=request.model,
+                url=self.url,
             )
 
     async def count_tokens(self, model: str, messages: list[dict[str, Any]]) -> int | None:

@@ -6,7 +6,15 @@ import sys
 
 import typer
 
-from localroute.cli.common import JsonOpt, ProfileOpt, active_profile, err, out, print_json, run_async
+from localroute.cli.common import (
+    JsonOpt,
+    ProfileOpt,
+    active_profile,
+    err,
+    out,
+    print_json,
+    run_async,
+)
 from localroute.client.llm_client import LLMClient
 
 
@@ -50,8 +58,10 @@ def ask(
             err.print(response.reasoning, style="dim", highlight=False)
         out.print(response.content, highlight=False, markup=False)
         for fb in response.fallbacks:
-            err.print(f"[yellow]fallback: {fb.from_role} -> {fb.to_role} ({fb.reason})[/yellow]",
-                      highlight=False)
+            err.print(
+                f"[yellow]fallback: {fb.from_role} -> {fb.to_role} ({fb.reason})[/yellow]",
+                highlight=False,
+            )
         _warn_truncated(response.finish_reason)
 
     run_async(go())
@@ -59,8 +69,10 @@ def ask(
 
 def _warn_truncated(finish_reason: str | None) -> None:
     if finish_reason == "length":
-        err.print("[yellow]note: the answer stopped at the token limit (finish_reason=length); "
-                  "it is incomplete. Raise --max-tokens or the role's max_tokens.[/yellow]")
+        err.print(
+            "[yellow]note: the answer stopped at the token limit (finish_reason=length); "
+            "it is incomplete. Raise --max-tokens or the role's max_tokens.[/yellow]"
+        )
 
 
 def _fail(message: str) -> int:

@@ -24,7 +24,10 @@ app = typer.Typer(
 @app.callback()
 def main(
     config: str | None = typer.Option(
-        None, "--config", "-c", envvar="LOCALROUTE_CONFIG",
+        None,
+        "--config",
+        "-c",
+        envvar="LOCALROUTE_CONFIG",
         help="models.yaml to use (default: the packaged one).",
     ),
     profile: str | None = typer.Option(

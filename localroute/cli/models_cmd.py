@@ -23,14 +23,29 @@ def models(profile: str | None = ProfileOpt, as_json: bool = JsonOpt) -> None:
             print_json({"profile": active.name, "roles": [s.model_dump() for s in statuses]})
             return
         table = Table(title=f"profile {active.name}  ({active.source})")
-        for col in ("role", "model", "backend", "endpoint", "reachable", "loaded", "context",
-                    "concurrency"):
+        for col in (
+            "role",
+            "model",
+            "backend",
+            "endpoint",
+            "reachable",
+            "loaded",
+            "context",
+            "concurrency",
+        ):
             table.add_column(col)
         for s in statuses:
             shared = f" (shares {s.shares_instance_with})" if s.shares_instance_with else ""
-            table.add_row(s.role + shared, s.model, s.backend, s.endpoint or "in-process",
-                          _yes_no(s.reachable), _yes_no(s.loaded), str(s.context),
-                          str(s.concurrency))
+            table.add_row(
+                s.role + shared,
+                s.model,
+                s.backend,
+                s.endpoint or "in-process",
+                _yes_no(s.reachable),
+                _yes_no(s.loaded),
+                str(s.context),
+                str(s.concurrency),
+            )
         out.print(table)
 
     run_async(go())
@@ -44,18 +59,28 @@ def doctor(profile: str | None = ProfileOpt, as_json: bool = JsonOpt) -> None:
         statuses = await role_statuses(active)
         broken = [s for s in statuses if s.problem]
         if as_json:
-            print_json({"profile": active.name, "ok": not broken,
-                        "roles": [s.model_dump() for s in statuses]})
+            print_json(
+                {
+                    "profile": active.name,
+                    "ok": not broken,
+                    "roles": [s.model_dump() for s in statuses],
+                }
+            )
             return 1 if broken else 0
         for s in statuses:
             if s.problem:
                 out.print(f"[red]✗[/red] {s.role}: {s.problem}\n    fix: {s.fix}", highlight=False)
             else:
-                out.print(f"[green]✓[/green] {s.role}: {s.model} on {s.backend} "
-                          f"({s.endpoint or 'in-process'})", highlight=False)
+                out.print(
+                    f"[green]✓[/green] {s.role}: {s.model} on {s.backend} "
+                    f"({s.endpoint or 'in-process'})",
+                    highlight=False,
+                )
         if broken:
-            out.print(f"[red]{len(broken)} of {len(statuses)} roles of profile "
-                      f"'{active.name}' are unusable[/red]")
+            out.print(
+                f"[red]{len(broken)} of {len(statuses)} roles of profile "
+                f"'{active.name}' are unusable[/red]"
+            )
         return 1 if broken else 0
 
     code = run_async(go())

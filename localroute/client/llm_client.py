@@ -48,7 +48,11 @@ def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
 def json_schema_format(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "type": "json_schema",
-        "json_schema": {"name": model.__name__, "strict": True, "schema": model.model_json_schema()},
+        "json_schema": {
+            "name": model.__name__,
+            "strict": True,
+            "schema": model.model_json_schema(),
+        },
     }
 
 
@@ -92,7 +96,9 @@ class LLMClient:
                 if nxt is None:
                     exc.fallbacks = fallbacks
                     raise
-                fallbacks.append(Fallback(from_role=current.name, to_role=nxt.name, reason=str(exc)))
+                fallbacks.append(
+                    Fallback(from_role=current.name, to_role=nxt.name, reason=str(exc))
+                )
                 tried.add(nxt.name)
                 pending = [r for r in [*pending, *nxt.fallback] if r not in tried]
                 current = nxt
@@ -130,7 +136,9 @@ class LLMClient:
 
                     yield ErrorEvent(error=str(exc), kind=type(exc).__name__)
                     return
-                fallbacks.append(Fallback(from_role=current.name, to_role=nxt.name, reason=str(exc)))
+                fallbacks.append(
+                    Fallback(from_role=current.name, to_role=nxt.name, reason=str(exc))
+                )
                 tried.add(nxt.name)
                 pending = [r for r in [*pending, *nxt.fallback] if r not in tried]
                 current = nxt
@@ -175,8 +183,11 @@ class LLMClient:
                 f"role '{role.name}' (model '{role.id}'): the prompt needs {tokens} tokens but the "
                 f"context is {role.context_length} tokens (leaving {max(room, 0)} for the answer); "
                 "shorten the input or use a role with a larger context_length",
-                prompt_tokens=tokens, context_length=role.context_length,
-                role=role.name, model=role.id, url=self.pool.for_role(role).url,
+                prompt_tokens=tokens,
+                context_length=role.context_length,
+                role=role.name,
+                model=role.id,
+                url=self.pool.for_role(role).url,
             )
         return shaped, tokens, min(wanted, room)
 
@@ -191,10 +202,14 @@ class LLMClient:
         timeout: float | None,
     ) -> ChatRequest:
         return ChatRequest(
-            model=role.id, messages=messages, tools=tools if role.supports_tools or tools else None,
-            response_format=response_format, max_tokens=max_tokens,
+            model=role.id,
+            messages=messages,
+            tools=tools if role.supports_tools or tools else None,
+            response_format=response_format,
+            max_tokens=max_tokens,
             temperature=role.temperature if temperature is None else temperature,
-            top_p=role.top_p, timeout=timeout or role.default_timeout,
+            top_p=role.top_p,
+            timeout=timeout or role.default_timeout,
         )
 
     async def _call_with_retries(
@@ -242,11 +257,15 @@ class LLMClient:
             response.parsed = schema_model.model_validate(extract_json(response.content))
             return response
         except (ValueError, ValidationError) as first:
-            repair = [*shaped, {"role": "assistant", "content": response.content}, {
-                "role": "user",
-                "content": f"That reply was not valid JSON for the schema ({_short(first)}). "
-                "Reply with only the corrected JSON object.",
-            }]
+            repair = [
+                *shaped,
+                {"role": "assistant", "content": response.content},
+                {
+                    "role": "user",
+                    "content": f"That reply was not valid JSON for the schema ({_short(first)}). "
+                    "Reply with only the corrected JSON object.",
+                },
+            ]
             retry = await self._once(role, request.model_copy(update={"messages": repair}), tools)
             retry.attempts += response.attempts
             try:
@@ -256,7 +275,9 @@ class LLMClient:
                 raise LLMInvalidResponse(
                     f"role '{role.name}' (model '{role.id}'): no valid JSON for "
                     f"{schema_model.__name__} after one repair: {_short(second)}",
-                    raw=retry.content, role=role.name, model=role.id,
+                    raw=retry.content,
+                    role=role.name,
+                    model=role.id,
                 ) from second
 
     async def _once(
@@ -309,8 +330,10 @@ def normalise(
 
 def _ask_for_json(messages: list[dict[str, Any]], fmt: dict[str, Any]) -> list[dict[str, Any]]:
     schema = fmt.get("json_schema", {}).get("schema", fmt.get("schema", {}))
-    note = ("\n\nAfter thinking, reply with only a JSON object matching this JSON schema:\n"
-            + json.dumps(schema))
+    note = (
+        "\n\nAfter thinking, reply with only a JSON object matching this JSON schema:\n"
+        + json.dumps(schema)
+    )
     out = [dict(m) for m in messages]
     for m in reversed(out):
         if m.get("role") == "user":

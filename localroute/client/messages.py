@@ -19,7 +19,9 @@ CHARS_PER_TOKEN = 3.0
 TOKENS_PER_MESSAGE = 4  # role markers of a chat template
 
 
-def estimate_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
+def estimate_tokens(
+    messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+) -> int:
     chars = sum(len(str(m.get("content") or "")) for m in messages)
     chars += sum(len(json.dumps(m["tool_calls"])) for m in messages if m.get("tool_calls"))
     if tools:
@@ -66,8 +68,9 @@ def _mistral_ids(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for m in messages:
         m = dict(m)
         if m.get("tool_calls"):
-            m["tool_calls"] = [{**c, "id": mistral_safe_id(str(c.get("id", "")))}
-                               for c in m["tool_calls"]]
+            m["tool_calls"] = [
+                {**c, "id": mistral_safe_id(str(c.get("id", "")))} for c in m["tool_calls"]
+            ]
         if m.get("role") == "tool" and "tool_call_id" in m:
             m["tool_call_id"] = mistral_safe_id(str(m["tool_call_id"]))
         out.append(m)

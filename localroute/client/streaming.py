@@ -70,13 +70,20 @@ async def stream_role(
                         ttft = ttft if ttft is not None else time.perf_counter() - started
                         for kind, piece in splitter.feed(chunk.content):
                             emitted = True
-                            yield ContentDelta(text=piece) if kind == "content" else ReasoningDelta(
-                                text=piece)
+                            yield (
+                                ContentDelta(text=piece)
+                                if kind == "content"
+                                else ReasoningDelta(text=piece)
+                            )
                     calls.extend(chunk.tool_calls)
                     finish = chunk.finish_reason or finish
                     usage = chunk.usage or usage
                 for kind, piece in splitter.flush():
-                    yield ContentDelta(text=piece) if kind == "content" else ReasoningDelta(text=piece)
+                    yield (
+                        ContentDelta(text=piece)
+                        if kind == "content"
+                        else ReasoningDelta(text=piece)
+                    )
                 elapsed = time.perf_counter() - started
         except LLMError as exc:
             if emitted or not exc.retryable or attempt > role.retries:
@@ -84,8 +91,12 @@ async def stream_role(
             await asyncio.sleep(backoff_delay(attempt - 1, getattr(exc, "retry_after", None)))
             continue
         raw = RawCompletion(
-            content="".join(text), reasoning="".join(reasoning) or None, tool_calls=calls,
-            finish_reason=finish, usage=usage, model=role.id,
+            content="".join(text),
+            reasoning="".join(reasoning) or None,
+            tool_calls=calls,
+            finish_reason=finish,
+            usage=usage,
+            model=role.id,
         )
         response = normalise(role, raw, tools, waited, attempt, elapsed, backend.kind, ttft)
         response.fallbacks = list(fallbacks)

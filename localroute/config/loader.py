@@ -114,8 +114,9 @@ def _check_semantics(config: StackConfig, file: str) -> None:
     for auto in config.auto_profiles:
         if auto not in config.profiles:
             raise ConfigError(
-                file, "auto_profiles", f"profile '{auto}' is not defined; defined: "
-                + ", ".join(sorted(config.profiles))
+                file,
+                "auto_profiles",
+                f"profile '{auto}' is not defined; defined: " + ", ".join(sorted(config.profiles)),
             )
     for pname, profile in config.profiles.items():
         base = f"profiles.{pname}.roles"
@@ -124,7 +125,8 @@ def _check_semantics(config: StackConfig, file: str) -> None:
             for i, target in enumerate(role.fallback):
                 if target not in profile.roles:
                     raise ConfigError(
-                        file, f"{base}.{rname}.fallback[{i}]",
+                        file,
+                        f"{base}.{rname}.fallback[{i}]",
                         f"'{target}' is not a role of this profile; defined roles: {defined}",
                     )
             _check_instance(profile, rname, role, f"{base}.{rname}", file)
@@ -138,29 +140,49 @@ def _check_instance(
     if target is None:
         for key in ("id", "backend"):
             if getattr(role, key) is None:
-                raise ConfigError(file, f"{path}.{key}", "missing; a role that does not "
-                                  "share an instance must name its model 'id' and 'backend'")
+                raise ConfigError(
+                    file,
+                    f"{path}.{key}",
+                    "missing; a role that does not "
+                    "share an instance must name its model 'id' and 'backend'",
+                )
         return
     if target not in profile.roles:
-        raise ConfigError(file, f"{path}.shares_instance_with", f"'{target}' is not a role of "
-                          "this profile; defined roles: " + ", ".join(sorted(profile.roles)))
+        raise ConfigError(
+            file,
+            f"{path}.shares_instance_with",
+            f"'{target}' is not a role of "
+            "this profile; defined roles: " + ", ".join(sorted(profile.roles)),
+        )
     owner = profile.roles[target]
     if owner.shares_instance_with is not None:
-        raise ConfigError(file, f"{path}.shares_instance_with", f"'{target}' itself shares "
-                          f"'{owner.shares_instance_with}'; point at the role that owns "
-                          "the instance")
+        raise ConfigError(
+            file,
+            f"{path}.shares_instance_with",
+            f"'{target}' itself shares "
+            f"'{owner.shares_instance_with}'; point at the role that owns "
+            "the instance",
+        )
     for key in ("id", "backend", "endpoint"):
         mine, theirs = getattr(role, key), getattr(owner, key)
         if mine is not None and mine != theirs:
             shown = mine.value if hasattr(mine, "value") else mine
-            raise ConfigError(file, f"{path}.{key}", f"'{shown}' differs from role '{target}' "
-                              f"whose instance it shares ('{getattr(theirs, 'value', theirs)}'); "
-                              "omit it or make them equal")
+            raise ConfigError(
+                file,
+                f"{path}.{key}",
+                f"'{shown}' differs from role '{target}' "
+                f"whose instance it shares ('{getattr(theirs, 'value', theirs)}'); "
+                "omit it or make them equal",
+            )
     for key in ("max_concurrency", "context_length"):
         if key in role.model_fields_set and getattr(role, key) > getattr(owner, key):
-            raise ConfigError(file, f"{path}.{key}", f"{getattr(role, key)} exceeds the shared "
-                              f"instance's {key} ({getattr(owner, key)} on role '{target}'); "
-                              "a sharing role may only lower it")
+            raise ConfigError(
+                file,
+                f"{path}.{key}",
+                f"{getattr(role, key)} exceeds the shared "
+                f"instance's {key} ({getattr(owner, key)} on role '{target}'); "
+                "a sharing role may only lower it",
+            )
 
 
 def _check_cycles(profile: ProfileConfig, base: str, file: str) -> None:
@@ -171,9 +193,12 @@ def _check_cycles(profile: ProfileConfig, base: str, file: str) -> None:
         state[name] = 1
         for target in profile.roles[name].fallback:
             if state.get(target) == 1:
-                cycle = " -> ".join([*trail[trail.index(target):], target])
-                raise ConfigError(file, f"{base}.{name}.fallback", f"fallback cycle {cycle}; "
-                                  "fallback chains must end")
+                cycle = " -> ".join([*trail[trail.index(target) :], target])
+                raise ConfigError(
+                    file,
+                    f"{base}.{name}.fallback",
+                    f"fallback cycle {cycle}; fallback chains must end",
+                )
             if target not in state:
                 visit(target, [*trail, target])
         state[name] = 2
@@ -189,8 +214,11 @@ def resolve_profile(
     """Apply instance sharing and LOCALROUTE_<ROLE>_ENDPOINT / _MODEL overrides."""
     env = os.environ if env is None else env
     if name not in config.profiles:
-        raise ConfigError(source, "profiles", f"profile '{name}' is not defined; defined: "
-                          + ", ".join(sorted(config.profiles)))
+        raise ConfigError(
+            source,
+            "profiles",
+            f"profile '{name}' is not defined; defined: " + ", ".join(sorted(config.profiles)),
+        )
     profile = config.profiles[name]
     resolved: dict[str, ResolvedRole] = {}
     # Owners first so sharing roles inherit their (already overridden) model and endpoint.
@@ -216,14 +244,28 @@ def resolve_profile(
             backend, api_key = role.backend, role.api_key
             endpoint = env.get(prefix + "ENDPOINT", role.endpoint)
         resolved[rname] = ResolvedRole(
-            name=rname, id=model_id, backend=backend, endpoint=endpoint, api_key=api_key,
-            quantization=quantization, context_length=context_length,
-            max_concurrency=max_concurrency, instance_context_length=(
-                resolved[owner_name].context_length if role.shares_instance_with
-                else role.context_length), default_timeout=role.default_timeout,
-            max_tokens=role.max_tokens, temperature=role.temperature, top_p=role.top_p,
-            supports_tools=role.supports_tools, reasoning=role.reasoning,
-            system_prompt=role.system_prompt, fallback=role.fallback, instance=owner_name,
+            name=rname,
+            id=model_id,
+            backend=backend,
+            endpoint=endpoint,
+            api_key=api_key,
+            quantization=quantization,
+            context_length=context_length,
+            max_concurrency=max_concurrency,
+            instance_context_length=(
+                resolved[owner_name].context_length
+                if role.shares_instance_with
+                else role.context_length
+            ),
+            default_timeout=role.default_timeout,
+            max_tokens=role.max_tokens,
+            temperature=role.temperature,
+            top_p=role.top_p,
+            supports_tools=role.supports_tools,
+            reasoning=role.reasoning,
+            system_prompt=role.system_prompt,
+            fallback=role.fallback,
+            instance=owner_name,
             retries=role.retries,
         )
     return ResolvedProfile(name=name, source=source, roles={r: resolved[r] for r in profile.roles})

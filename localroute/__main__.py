@@ -1,0 +1,3 @@
+from localroute.cli.main import run
+
+run()

@@ -1,0 +1,315 @@
+"""Run one untrusted Python program in a sandbox and say how it ended (`run_program`).
+
+Layers, from the outside in:
+  grader (this module)       -- new session, stdout/stderr capped, backstop timeout, then kills
+                                the session and sweeps for survivors (uid, pid namespace, run id)
+  unshare (where allowed)    -- new network, PID and mount namespaces (`sandbox_caps` probes)
+  sandbox_supervisor.py      -- pid 1 there: private tmpfs over /tmp etc., uid drop, rlimits,
+                                wall clock, kills the program's leftovers
+  sandbox_runner.py          -- in the program's process: exec, map the ending to a record
+A sandbox that could not be set up gives `sandbox_error`, never a pass or a fail of the program.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from localroute.evaluation.sandbox_caps import SandboxCapabilities, capabilities
+from localroute.evaluation.sandbox_models import SandboxConfig, SandboxResult, Verdict
+from localroute.evaluation.sandbox_verdict import RunRecord, decide
+
+__all__ = [
+    "SandboxCapabilities",
+    "SandboxConfig",
+    "SandboxResult",
+    "Verdict",
+    "capabilities",
+    "run_program",
+]
+
+_SUPERVISOR = Path(__file__).with_name("sandbox_supervisor.py")
+_BACKSTOP_GRACE_S = 5.0
+_SWEEP_DEADLINE_S = 3.0
+_RECORD_CAP = 64 * 1024
+_CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+class _Capture(threading.Thread):
+    """Reads a pipe to EOF, keeping the first `cap` bytes and draining the rest.
+
+    Draining (rather than stopping) keeps a chatty program from blocking on a full pipe, so a
+    program that prints a lot and then finishes still gets its real verdict.
+    """
+
+    def __init__(self, fd: int, cap: int) -> None:
+        super().__init__(daemon=True)
+        self.fd, self.cap = fd, cap
+        self.data = bytearray()
+        self.truncated = False
+
+    def run(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            room = self.cap - len(self.data)
+            if room > 0:
+                self.data += chunk[:room]
+            if len(chunk) > max(room, 0):
+                self.truncated = True
+        os.close(self.fd)
+
+    def text(self) -> str:
+        return bytes(self.data).decode("utf-8", "replace")
+
+
+def run_program(code: str, config: SandboxConfig | None = None) -> SandboxResult:
+    """Run `code` as a Python program in a fresh sandbox and return its verdict."""
+    cfg = config or SandboxConfig()
+    caps = capabilities(cfg)
+    run = RunRecord(run_id=uuid.uuid4().hex, uid=cfg.run_as_uid if caps.uid_drop else None)
+    if os.name != "posix":
+        caps = caps.model_copy(update={"error": "the sandbox needs a POSIX system"})
+    if caps.error:
+        return _sandbox_error(run, caps, caps.error)
+    base = tempfile.mkdtemp(prefix="localroute-sandbox-")
+    try:
+        os.chmod(base, 0o711)  # the sandbox user must reach its workdir inside
+        return _run(code, cfg, caps, run, base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _run(
+    code: str, cfg: SandboxConfig, caps: SandboxCapabilities, run: RunRecord, base: str
+) -> SandboxResult:
+    report_r, report_w = os.pipe()
+    status_r, status_w = os.pipe()
+    assert caps.interpreter is not None
+    spec = {
+        "interpreter": caps.interpreter,
+        "drop": caps.uid_drop,
+        "uid": cfg.run_as_uid,
+        "gid": cfg.run_as_gid,
+        "timeout_s": cfg.timeout_s,
+        "rlimits": _rlimits(cfg, caps),
+        "private_tmp": caps.mount_namespace,
+        "private_tmp_mb": cfg.private_tmp_mb,
+        "base": base,
+        "report_fd": report_w,
+        "status_fd": status_w,
+        "run_id": run.run_id,
+    }
+    supervisor = [sys.executable, "-I", "-S", str(_SUPERVISOR), json.dumps(spec)]
+    command = (
+        [caps.unshare, *caps.unshare_flags, "--", *supervisor] if caps.unshare_flags else supervisor
+    )
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            [str(part) for part in command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(report_w, status_w),
+            start_new_session=True,
+            env=_CLEAN_ENV,
+            cwd=base,
+        )
+    except OSError as exc:
+        for fd in (report_r, report_w, status_r, status_w):
+            os.close(fd)
+        return _sandbox_error(run, caps, f"could not start the sandbox ({command[0]}): {exc}")
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(report_w)
+            os.close(status_w)
+    run.pgid = proc.pid
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    captures = [
+        _Capture(os.dup(proc.stdout.fileno()), cfg.max_output_bytes),
+        _Capture(os.dup(proc.stderr.fileno()), cfg.max_output_bytes),
+        _Capture(report_r, _RECORD_CAP),
+        _Capture(status_r, _RECORD_CAP),
+    ]
+    proc.stdout.close()
+    proc.stderr.close()
+    for capture in captures:
+        capture.start()
+    with contextlib.suppress(BrokenPipeError, OSError):  # a supervisor that died is judged below
+        proc.stdin.write(code.encode("utf-8"))
+    with contextlib.suppress(BrokenPipeError, OSError):
+        proc.stdin.close()
+    try:
+        run.returncode = proc.wait(timeout=cfg.timeout_s + _BACKSTOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        run.backstop_fired = True
+    run.supervisor = _records(captures[2], wait=0.0)
+    if caps.pid_namespace:
+        run.pid_ns = next(
+            (r.get("pid_ns") for r in run.supervisor if r.get("event") == "started"), None
+        )
+    cleanup_ok = _sweep(run, proc)
+    for capture in captures:
+        capture.join(timeout=2.0)
+    run.supervisor = _records(captures[2], wait=0.0)
+    run.runner = _records(captures[3], wait=0.0)
+    stdout, stderr = captures[0], captures[1]
+    result = decide(run, stderr.text())
+    return result.model_copy(
+        update={
+            "stdout": stdout.text(),
+            "stderr": stderr.text(),
+            "stdout_truncated": stdout.truncated,
+            "stderr_truncated": stderr.truncated,
+            "elapsed_s": _elapsed(run, time.monotonic() - started),
+            "protections": _protections(caps, run),
+            "interpreter": caps.interpreter,
+            "run_as_uid": run.uid,
+            "run_id": run.run_id,
+            "cleanup_ok": cleanup_ok,
+        }
+    )
+
+
+def _rlimits(cfg: SandboxConfig, caps: SandboxCapabilities) -> dict[str, int]:
+    wanted = {
+        "RLIMIT_CPU": cfg.effective_cpu_s,
+        "RLIMIT_AS": cfg.memory_mb * 1024 * 1024,
+        "RLIMIT_NPROC": cfg.max_procs,
+        "RLIMIT_FSIZE": cfg.max_file_mb * 1024 * 1024,
+        "RLIMIT_NOFILE": cfg.max_open_files,
+        "RLIMIT_CORE": 0,
+    }
+    return {name: value for name, value in wanted.items() if name in caps.rlimits}
+
+
+def _records(capture: _Capture, wait: float) -> list[dict[str, Any]]:
+    if wait:
+        capture.join(timeout=wait)
+    records = []
+    for line in bytes(capture.data).decode("utf-8", "replace").splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def _sweep(run: RunRecord, proc: subprocess.Popen[bytes]) -> bool:
+    """Kill the run's session and every process that belongs to the run; True if none is left."""
+    deadline = time.monotonic() + _SWEEP_DEADLINE_S
+    while True:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            code = proc.wait(timeout=1.0)
+            run.returncode = code if run.returncode is None else run.returncode
+        left = survivors(run.run_id, run.uid, run.started_at, run.pid_ns, run.pgid)
+        for process in left:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        if not left:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _pid_ns(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def _untouchable() -> set[int]:
+    """This process, its ancestors and pid 1: never a survivor of a run, whatever else matches."""
+    keep = {0, 1, os.getpid()}
+    with contextlib.suppress(psutil.Error):
+        keep.update(parent.pid for parent in psutil.Process().parents())
+    return keep
+
+
+def survivors(
+    run_id: str,
+    uid: int | None,
+    since: float,
+    pid_ns: str | None = None,
+    pgid: int | None = None,
+) -> list[psutil.Process]:
+    """Live processes of one run: in its own PID namespace, in its session, carrying its run id,
+    or (only without a PID namespace) owned by its sandbox uid and started after `since`.
+
+    Each test is narrow on purpose: this list is killed, so a loose match (the grader's own PID
+    namespace, a system daemon that also runs as `nobody`) would take down unrelated processes.
+    """
+    if pid_ns is not None and pid_ns == _pid_ns("self"):
+        pid_ns = None  # not a namespace of the run's own: matching it would match everything
+    by_uid = uid is not None and uid != os.getuid() and pid_ns is None
+    keep = _untouchable()
+    found = []
+    for process in psutil.process_iter(["pid", "uids", "cmdline", "status", "create_time"]):
+        info = process.info
+        if info["pid"] in keep or info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        belongs = run_id in " ".join(info["cmdline"] or ())
+        if not belongs and pid_ns is not None:
+            belongs = _pid_ns(info["pid"]) == pid_ns
+        if not belongs and pgid is not None:
+            with contextlib.suppress(OSError):
+                belongs = os.getpgid(info["pid"]) == pgid
+        if not belongs and by_uid and info["uids"] is not None:
+            belongs = info["uids"].real == uid and (info["create_time"] or 0) >= since - 1.0
+        if belongs:
+            found.append(process)
+    return found
+
+
+def _elapsed(run: RunRecord, measured: float) -> float:
+    finished = next((r for r in run.supervisor if r.get("event") == "finished"), None)
+    if finished is not None and isinstance(finished.get("elapsed_s"), int | float):
+        return float(finished["elapsed_s"])
+    return round(measured, 4)
+
+
+def _protections(caps: SandboxCapabilities, run: RunRecord) -> list[str]:
+    active = ["process_group_kill", "scrubbed_env", "stdin_devnull", "output_cap", "wall_clock"]
+    if caps.uid_drop:
+        active.append("uid_drop")
+    for name in ("user_namespace", "net_namespace", "pid_namespace", "mount_namespace"):
+        if getattr(caps, name):
+            active.append(name)
+    active += [name.lower() for name in caps.rlimits]
+    if sys.platform.startswith("linux"):
+        active.append("no_new_privs")
+    finished = next((r for r in run.supervisor if r.get("event") == "finished"), {})
+    active += [str(p) for p in finished.get("protections", [])]
+    return active
+
+
+def _sandbox_error(run: RunRecord, caps: SandboxCapabilities, reason: str) -> SandboxResult:
+    return SandboxResult(
+        verdict=Verdict.SANDBOX_ERROR,
+        reason=reason,
+        interpreter=caps.interpreter,
+        run_as_uid=run.uid,
+        run_id=run.run_id,
+    )
