@@ -31,8 +31,9 @@ from localroute.tools import (
     default_registry,
 )
 from localroute.tools.base import NoArgs
+from tests.support.paths import SHARED_DATA
 
-DEV_DATA = Path("/work/shared/data/routing_dev.jsonl")
+DEV_DATA = SHARED_DATA / "routing_dev.jsonl"
 BUILTIN = {
     "cpu", "memory", "disk", "battery", "uptime", "processes", "network",
     "list_directory", "read_file", "time", "models", "telemetry",

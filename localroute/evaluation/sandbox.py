@@ -7,6 +7,7 @@ Layers, from the outside in:
   sandbox_supervisor.py      -- pid 1 there: private tmpfs over /tmp etc., uid drop, rlimits,
                                 wall clock, kills the program's leftovers
   sandbox_runner.py          -- in the program's process: exec, map the ending to a record
+`sandbox_verdict.decide` turns the supervisor's and the runner's records into the verdict.
 A sandbox that could not be set up gives `sandbox_error`, never a pass or a fail of the program.
 """
 
@@ -84,7 +85,11 @@ def run_program(code: str, config: SandboxConfig | None = None) -> SandboxResult
     """Run `code` as a Python program in a fresh sandbox and return its verdict."""
     cfg = config or SandboxConfig()
     caps = capabilities(cfg)
-    run = RunRecord(run_id=uuid.uuid4().hex, uid=cfg.run_as_uid if caps.uid_drop else None)
+    run = RunRecord(
+        run_id=uuid.uuid4().hex,
+        uid=cfg.run_as_uid if caps.uid_drop else None,
+        pid_namespace=caps.pid_namespace,
+    )
     if os.name != "posix":
         caps = caps.model_copy(update={"error": "the sandbox needs a POSIX system"})
     if caps.error:
@@ -161,16 +166,11 @@ def _run(
         run.returncode = proc.wait(timeout=cfg.timeout_s + _BACKSTOP_GRACE_S)
     except subprocess.TimeoutExpired:
         run.backstop_fired = True
-    run.supervisor = _records(captures[2], wait=0.0)
-    if caps.pid_namespace:
-        run.pid_ns = next(
-            (r.get("pid_ns") for r in run.supervisor if r.get("event") == "started"), None
-        )
     cleanup_ok = _sweep(run, proc)
     for capture in captures:
         capture.join(timeout=2.0)
-    run.supervisor = _records(captures[2], wait=0.0)
-    run.runner = _records(captures[3], wait=0.0)
+    run.supervisor = _records(captures[2])
+    run.runner = _records(captures[3])
     stdout, stderr = captures[0], captures[1]
     result = decide(run, stderr.text())
     return result.model_copy(
@@ -201,9 +201,7 @@ def _rlimits(cfg: SandboxConfig, caps: SandboxCapabilities) -> dict[str, int]:
     return {name: value for name, value in wanted.items() if name in caps.rlimits}
 
 
-def _records(capture: _Capture, wait: float) -> list[dict[str, Any]]:
-    if wait:
-        capture.join(timeout=wait)
+def _records(capture: _Capture) -> list[dict[str, Any]]:
     records = []
     for line in bytes(capture.data).decode("utf-8", "replace").splitlines():
         with contextlib.suppress(ValueError):
@@ -222,7 +220,10 @@ def _sweep(run: RunRecord, proc: subprocess.Popen[bytes]) -> bool:
         with contextlib.suppress(subprocess.TimeoutExpired):
             code = proc.wait(timeout=1.0)
             run.returncode = code if run.returncode is None else run.returncode
-        left = survivors(run.run_id, run.uid, run.started_at, run.pid_ns, run.pgid)
+        # With a PID namespace the uid is no mark of this run's processes (the kernel killed
+        # them all), and matching it could hit a concurrent grader's runs as the same uid.
+        uid = None if run.pid_namespace else run.uid
+        left = survivors(run.run_id, uid, run.started_at, run.pgid)
         for process in left:
             with contextlib.suppress(psutil.Error):
                 process.kill()
@@ -231,13 +232,6 @@ def _sweep(run: RunRecord, proc: subprocess.Popen[bytes]) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
-
-
-def _pid_ns(pid: int | str) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/pid")
-    except OSError:
-        return None
 
 
 def _untouchable() -> set[int]:
@@ -249,21 +243,17 @@ def _untouchable() -> set[int]:
 
 
 def survivors(
-    run_id: str,
-    uid: int | None,
-    since: float,
-    pid_ns: str | None = None,
-    pgid: int | None = None,
+    run_id: str, uid: int | None, since: float, pgid: int | None = None
 ) -> list[psutil.Process]:
-    """Live processes of one run: in its own PID namespace, in its session, carrying its run id,
-    or (only without a PID namespace) owned by its sandbox uid and started after `since`.
+    """Live processes of one run: carrying its run id, in its session, or owned by its sandbox
+    uid and started after `since`.
 
-    Each test is narrow on purpose: this list is killed, so a loose match (the grader's own PID
-    namespace, a system daemon that also runs as `nobody`) would take down unrelated processes.
+    Each test is narrow on purpose, because this list is killed. A PID namespace is not matched
+    by its inode: the kernel reuses the number as soon as the namespace dies, so a finished run
+    would match the namespace of the run beside it. It needs no sweep anyway: once its pid 1
+    (the supervisor) is gone, the kernel has killed everything in it.
     """
-    if pid_ns is not None and pid_ns == _pid_ns("self"):
-        pid_ns = None  # not a namespace of the run's own: matching it would match everything
-    by_uid = uid is not None and uid != os.getuid() and pid_ns is None
+    by_uid = uid is not None and uid != os.getuid()
     keep = _untouchable()
     found = []
     for process in psutil.process_iter(["pid", "uids", "cmdline", "status", "create_time"]):
@@ -271,8 +261,6 @@ def survivors(
         if info["pid"] in keep or info["status"] == psutil.STATUS_ZOMBIE:
             continue
         belongs = run_id in " ".join(info["cmdline"] or ())
-        if not belongs and pid_ns is not None:
-            belongs = _pid_ns(info["pid"]) == pid_ns
         if not belongs and pgid is not None:
             with contextlib.suppress(OSError):
                 belongs = os.getpgid(info["pid"]) == pgid

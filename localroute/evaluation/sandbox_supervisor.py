@@ -159,8 +159,7 @@ def main() -> None:
     except OSError as exc:
         _report(report_fd, {"event": "setup_error", "reason": f"preparing the workdir: {exc}"})
         return
-    ns = os.readlink("/proc/self/ns/pid") if os.path.exists("/proc/self/ns/pid") else None
-    _report(report_fd, {"event": "started", "pid_ns": ns, "pid": os.getpid()})
+    _report(report_fd, {"event": "started", "pid": os.getpid()})
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",

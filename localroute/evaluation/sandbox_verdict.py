@@ -27,7 +27,7 @@ class RunRecord:
     uid: int | None
     pgid: int | None = None
     started_at: float = field(default_factory=time.time)
-    pid_ns: str | None = None
+    pid_namespace: bool = False
     backstop_fired: bool = False
     returncode: int | None = None
     supervisor: list[dict[str, Any]] = field(default_factory=list)
