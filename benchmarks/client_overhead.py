@@ -19,9 +19,9 @@ import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from localroute.client.llm_client import LLMClient  # noqa: E402
-from tests.conftest import make_profile, server_role  # noqa: E402
-from tests.support.servers import MODEL_ALIAS, LlamaServer  # noqa: E402
+from localroute.client.llm_client import LLMClient
+from tests.conftest import make_profile, server_role
+from tests.support.servers import MODEL_ALIAS, LlamaServer
 
 MESSAGES = [{"role": "user", "content": "Say OK."}]
 
