@@ -53,9 +53,27 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel]:
+def format_validation_error(
+    file: str, exc: ValidationError, root: type[BaseModel]
+) -> ConfigError:
+    """The first problem of a pydantic error as one line (and how many more there are)."""
+    errors = exc.errors()
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return ConfigError(file, _format_loc(tuple(first["loc"])), _describe(first, root) + more)
+
+
+def _model_at(loc: tuple[int | str, ...], root: type[BaseModel]) -> type[BaseModel]:
     """The schema class that owns the last key of a location (for listing allowed keys)."""
-    model: type[BaseModel] = StackConfig
+    model: type[BaseModel] = root
+    if root is not StackConfig:
+        # Walk nested models by field annotation (modes.yaml and other flat schemas).
+        for key in loc[:-1]:
+            field = model.model_fields.get(str(key))
+            ann = field.annotation if field else None
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                model = ann
+        return model
     i = 0
     while i < len(loc) - 1:
         key = loc[i]
@@ -68,11 +86,11 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel]:
     return model
 
 
-def _describe(err: Any) -> str:
+def _describe(err: Any, root: type[BaseModel]) -> str:
     loc = tuple(err["loc"])
     value = err.get("input")
     if err["type"] == "extra_forbidden":
-        allowed = ", ".join(_model_at(loc).model_fields)
+        allowed = ", ".join(_model_at(loc, root).model_fields)
         return f"unknown key '{loc[-1]}'; allowed keys: {allowed}"
     shown = repr(value) if not isinstance(value, dict) else "a mapping"
     return f"{err['msg']}; got {shown}"
@@ -102,10 +120,7 @@ def load_config(path: str | Path | None = None) -> tuple[StackConfig, str]:
     try:
         config = StackConfig.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors()
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise ConfigError(name, _format_loc(tuple(first["loc"])), _describe(first) + more) from None
+        raise format_validation_error(name, exc, StackConfig) from None
     _check_semantics(config, name)
     return config, name
 

@@ -154,8 +154,9 @@ def main() -> None:
     source = sys.stdin.buffer.read()
     protections = ["subreaper"] if _set_subreaper() else []
     try:
-        workdir = _workdir(spec, source, protections)
+        # Read before the private /tmp is mounted: the package itself may live under /tmp.
         runner = _RUNNER.read_text(encoding="utf-8")
+        workdir = _workdir(spec, source, protections)
     except OSError as exc:
         _report(report_fd, {"event": "setup_error", "reason": f"preparing the workdir: {exc}"})
         return
