@@ -21,6 +21,7 @@ class ChatRequest(BaseModel):
     temperature: float | None = None
     top_p: float | None = None
     timeout: float = 60.0
+    extra_body: dict[str, Any] = Field(default_factory=dict)
 
 
 class RawCompletion(BaseModel):

@@ -85,6 +85,11 @@ class OpenAICompatBackend:
             kwargs["tools"] = request.tools
         if request.response_format is not None:
             kwargs["response_format"] = self._response_format(request.response_format)
+        extra = dict(request.extra_body)
+        if not request.tools:
+            extra.pop("tool_choice", None)  # servers reject tool_choice without tools
+        if extra:
+            kwargs["extra_body"] = extra
         kwargs["timeout"] = request.timeout
         return kwargs
 

@@ -1,14 +1,16 @@
-"""`localroute ask`: one question to one role (the orchestrator takes this path over later)."""
+"""`localroute ask` (the whole pipeline, or one role with --role) and `localroute route`."""
 
 from __future__ import annotations
 
 import sys
 
 import typer
+from rich.table import Table
 
 from localroute.cli.common import (
     JsonOpt,
     ProfileOpt,
+    UsageError,
     active_profile,
     err,
     out,
@@ -16,65 +18,127 @@ from localroute.cli.common import (
     run_async,
 )
 from localroute.client.llm_client import LLMClient
+from localroute.config.modes import Mode, load_modes
+from localroute.orchestrator.build import build_orchestrator
+from localroute.orchestrator.state import ExecutionContext, TaskState
+
+ModeOpt = typer.Option(None, "--mode", "-m", help="Governance mode for this request "
+                       "(NORMAL, ALERT, DEGRADED, LOCKDOWN, RECOVERY).")
+ChannelOpt = typer.Option(None, "--channel", help="Explicit channel: code or system_health.")
+
+
+def parse_mode(value: str | None) -> Mode | None:
+    if value is None:
+        return None
+    try:
+        return Mode(value.upper())
+    except ValueError:
+        raise UsageError(f"--mode: unknown mode '{value}'; use one of "
+                         + ", ".join(m.value for m in Mode)) from None
 
 
 def ask(
     question: str = typer.Argument(..., help="What to ask."),
-    role: str = typer.Option("router", "--role", "-r", help="Role that answers."),
+    mode: str | None = ModeOpt,
+    channel: str | None = ChannelOpt,
+    role: str | None = typer.Option(None, "--role", "-r", help="Skip routing: ask this role."),
     profile: str | None = ProfileOpt,
-    stream: bool = typer.Option(False, "--stream", help="Print the answer as it is generated."),
-    max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="Cap the answer."),
+    explain: bool = typer.Option(False, "--explain", help="Print every state with its decision "
+                                 "and timing."),
+    no_model_routing: bool = typer.Option(False, "--no-model-routing",
+                                          help="Never ask the router model to route."),
+    stream: bool = typer.Option(False, "--stream", help="With --role: print as generated."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="With --role: cap."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Ask one role a question and print its answer."""
+    """Answer a question: a tool when one suffices, otherwise the right role, validated."""
+    if role is not None:
+        run_async(_ask_role(question, role, profile, stream, max_tokens, as_json))
+        return
+    chosen = parse_mode(mode)
 
-    async def go() -> None:
+    async def go() -> ExecutionContext:
         active = await active_profile(profile)
-        active.role(role)  # a clear error for an unknown role before anything loads
-        client = LLMClient(active)
-        messages = [{"role": "user", "content": question}]
+        modes = load_modes()
+        orchestrator = build_orchestrator(active, modes=modes)
+        ctx = ExecutionContext(messages=[{"role": "user", "content": question}],
+                               mode=chosen or modes.default_mode, channel=channel,
+                               allow_router_model=not no_model_routing)
         try:
-            if stream and not as_json:
-                async for event in client.stream(role, messages, max_tokens=max_tokens):
-                    if event.type == "content":
-                        sys.stdout.write(event.text)
-                        sys.stdout.flush()
-                    elif event.type == "reasoning":
-                        err.print(event.text, end="", style="dim", highlight=False)
-                    elif event.type == "error":
-                        sys.stdout.write("\n")
-                        raise typer.Exit(_fail(event.error))
-                    elif event.type == "done":
-                        sys.stdout.write("\n")
-                        _warn_truncated(event.response.finish_reason)
-                return
-            response = await client.respond(role, messages, max_tokens=max_tokens)
+            return await orchestrator.run(ctx)
         finally:
-            await client.aclose()
-        if as_json:
-            print_json(response.model_dump(mode="json") | {"truncated": response.truncated})
+            await orchestrator.deps.client.aclose()
+
+    ctx = run_async(go())
+    if as_json:
+        print_json({"reply": ctx.reply, **ctx.summary(),
+                    "steps": [{"state": s.state.value, "next": s.next_state.value,
+                               "ms": round(s.elapsed_ms, 3), "detail": s.detail}
+                              for s in ctx.steps]})
+    else:
+        if explain:
+            print_trace(ctx)
+        if ctx.reply is not None:
+            out.print(ctx.reply, markup=False, highlight=False)
+        _print_flags(ctx)
+    if ctx.state == TaskState.FAILED:
+        if not as_json:
+            err.print(f"[red]failed:[/red] {ctx.error}", highlight=False)
+        raise SystemExit(1)
+
+
+def print_trace(ctx: ExecutionContext) -> None:
+    table = Table(title=f"trace {ctx.trace_id}  mode {ctx.mode.value}", show_lines=False)
+    for col in ("state", "next", "ms", "decision"):
+        table.add_column(col, overflow="fold")
+    for s in ctx.steps:
+        table.add_row(s.state.value, s.next_state.value, f"{s.elapsed_ms:.2f}", s.detail)
+    err.print(table)
+
+
+def _print_flags(ctx: ExecutionContext) -> None:
+    if ctx.validation == "unvalidated":
+        err.print("[yellow]warning: this answer failed validation twice and is unvalidated: "
+                  + "; ".join(ctx.validation_failures) + "[/yellow]", highlight=False)
+    if ctx.response is not None and ctx.response.finish_reason == "length":
+        err.print("[yellow]note: the answer stopped at the token limit and is incomplete."
+                  "[/yellow]")
+    for fb in ctx.fallbacks:
+        err.print(f"[yellow]fallback: {fb.from_role} -> {fb.to_role} ({fb.reason})[/yellow]",
+                  highlight=False)
+    for note in ctx.notes:
+        err.print(f"[dim]note: {note}[/dim]", highlight=False)
+
+
+async def _ask_role(question: str, role: str, profile: str | None, stream: bool,
+                    max_tokens: int | None, as_json: bool) -> None:
+    active = await active_profile(profile)
+    active.role(role)  # a clear error for an unknown role before anything loads
+    client = LLMClient(active)
+    messages = [{"role": "user", "content": question}]
+    try:
+        if stream and not as_json:
+            async for event in client.stream(role, messages, max_tokens=max_tokens):
+                if event.type == "content":
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+                elif event.type == "reasoning":
+                    err.print(event.text, end="", style="dim", highlight=False)
+                elif event.type == "error":
+                    sys.stdout.write("\n")
+                    err.print(f"[red]error:[/red] {event.error}", highlight=False)
+                    raise SystemExit(1)
+                elif event.type == "done":
+                    sys.stdout.write("\n")
             return
-        if response.reasoning:
-            err.print(response.reasoning, style="dim", highlight=False)
-        out.print(response.content, highlight=False, markup=False)
-        for fb in response.fallbacks:
-            err.print(
-                f"[yellow]fallback: {fb.from_role} -> {fb.to_role} ({fb.reason})[/yellow]",
-                highlight=False,
-            )
-        _warn_truncated(response.finish_reason)
-
-    run_async(go())
-
-
-def _warn_truncated(finish_reason: str | None) -> None:
-    if finish_reason == "length":
-        err.print(
-            "[yellow]note: the answer stopped at the token limit (finish_reason=length); "
-            "it is incomplete. Raise --max-tokens or the role's max_tokens.[/yellow]"
-        )
-
-
-def _fail(message: str) -> int:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return 1
+        response = await client.respond(role, messages, max_tokens=max_tokens)
+    finally:
+        await client.aclose()
+    if as_json:
+        print_json(response.model_dump(mode="json") | {"truncated": response.truncated})
+        return
+    if response.reasoning:
+        err.print(response.reasoning, style="dim", highlight=False)
+    out.print(response.content, highlight=False, markup=False)
+    if response.truncated:
+        err.print("[yellow]note: the answer stopped at the token limit and is incomplete.[/]")

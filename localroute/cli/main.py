@@ -7,7 +7,7 @@ import traceback
 
 import typer
 
-from localroute.cli import ask_cmd, models_cmd
+from localroute.cli import ask_cmd, eval_cmd, models_cmd, route_cmd
 from localroute.cli.common import UsageError, err, state
 from localroute.config.loader import ConfigError
 from localroute.types import LLMError
@@ -41,6 +41,10 @@ def main(
 app.command()(ask_cmd.ask)
 app.command()(models_cmd.models)
 app.command()(models_cmd.doctor)
+app.command()(route_cmd.route)
+app.command()(route_cmd.graph)
+app.command("train-router")(eval_cmd.train_router_cmd)
+app.add_typer(eval_cmd.eval_app, name="eval")
 
 
 def run() -> None:
@@ -48,7 +52,7 @@ def run() -> None:
     try:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
-    except (ConfigError, UsageError, KeyError) as exc:
+    except (ConfigError, UsageError, KeyError, ValueError) as exc:
         _report(exc, 2)
     except LLMError as exc:
         _report(exc, 1)

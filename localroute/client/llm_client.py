@@ -210,6 +210,7 @@ class LLMClient:
             temperature=role.temperature if temperature is None else temperature,
             top_p=role.top_p,
             timeout=timeout or role.default_timeout,
+            extra_body=role.extra_body,
         )
 
     async def _call_with_retries(

@@ -281,6 +281,6 @@ def resolve_profile(
             system_prompt=role.system_prompt,
             fallback=role.fallback,
             instance=owner_name,
-            retries=role.retries,
+            retries=role.retries, extra_body=role.extra_body,
         )
     return ResolvedProfile(name=name, source=source, roles={r: resolved[r] for r in profile.roles})

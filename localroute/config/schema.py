@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
@@ -59,6 +59,9 @@ class RoleConfig(_Strict):
     fallback: tuple[str, ...] = ()
     shares_instance_with: str | None = None
     retries: int = Field(default=2, ge=0, le=10)
+    # Extra request fields the server understands (vLLM `chat_template_kwargs`, LM Studio `ttl`,
+    # `top_k`, `tool_choice`...), sent as they are.
+    extra_body: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
 
 
@@ -97,6 +100,7 @@ class ResolvedRole(BaseModel):
     fallback: tuple[str, ...]
     instance: str  # name of the role that owns the loaded instance (itself unless shared)
     instance_context_length: int  # the loaded instance's context (a sharing role may use less)
+    extra_body: dict[str, Any]
     retries: int
 
 

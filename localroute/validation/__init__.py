@@ -1,1 +1,1 @@
-"""validation concern of localroute."""
+"""Stage 3: deterministic checks and the validation model's verdict."""

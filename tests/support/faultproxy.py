@@ -363,7 +363,7 @@ class _ClientConnection:
                 return "close"
             if kind == "reset":
                 return "reset"
-            if fault is not None and kind in ("status", "error_200"):
+            if fault is not None and kind in ("status", "error_200", "replace"):
                 status = fault.status if kind == "status" else 200
                 await self._answer(status, fault.error_body(), fault.headers)
                 return "keep"

@@ -10,7 +10,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-FaultKind = Literal["delay", "drop", "truncate", "status", "error_200", "reset"]
+FaultKind = Literal["delay", "drop", "truncate", "status", "error_200", "reset", "replace"]
 
 LMSTUDIO_OVERFLOW_MESSAGE = (
     "Trying to keep the first 4096 tokens when context the overflows. However, the model is "
@@ -38,6 +38,7 @@ class Fault(BaseModel):
     error_type: str | None = None
     times: int | None = Field(default=None, ge=1)
     path_contains: str | None = None
+    body: str | None = None  # kind "replace": answer HTTP 200 with this JSON body instead
 
     @model_validator(mode="after")
     def _delay_needs_seconds(self) -> Self:
@@ -49,6 +50,8 @@ class Fault(BaseModel):
 
     def error_body(self) -> bytes:
         """The JSON body of a ``status`` or ``error_200`` answer."""
+        if self.kind == "replace":
+            return (self.body or "{}").encode()
         if self.kind == "error_200":
             message = self.message or LMSTUDIO_OVERFLOW_MESSAGE
             default_type = "invalid_request_error"

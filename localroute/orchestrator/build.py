@@ -1,0 +1,41 @@
+"""Assembling an orchestrator for a profile: client, stage-1 router, tools, modes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from localroute.backends.health import role_statuses
+from localroute.client.llm_client import LLMClient
+from localroute.config.modes import ModesConfig, load_modes
+from localroute.config.schema import ResolvedProfile
+from localroute.orchestrator.machine import Orchestrator, StepHook
+from localroute.orchestrator.steps import Deps
+from localroute.routing.cascade import Stage1Router
+from localroute.routing.classifier import RouteClassifier
+from localroute.tools.base import ToolContext
+from localroute.tools.registry import default_registry
+
+
+def build_orchestrator(
+    profile: ResolvedProfile,
+    *,
+    modes: ModesConfig | None = None,
+    client: LLMClient | None = None,
+    classifier: RouteClassifier | None = None,
+    roots: list[Path] | None = None,
+    on_step: StepHook | None = None,
+) -> Orchestrator:
+    modes = modes or load_modes()
+    client = client or LLMClient(profile)
+
+    async def list_models() -> list[dict[str, Any]]:
+        return [s.model_dump() for s in await role_statuses(profile)]
+
+    tool_ctx = ToolContext(list_models=list_models)
+    if roots is not None:
+        tool_ctx.roots = roots
+    router = Stage1Router(classifier or RouteClassifier.load(), modes.routing, client)
+    deps = Deps(profile=profile, client=client, router=router, registry=default_registry(),
+                tool_ctx=tool_ctx, modes=modes)
+    return Orchestrator(deps, on_step=on_step)

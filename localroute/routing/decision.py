@@ -1,0 +1,43 @@
+"""The outputs of routing stages 1 and 2: a routing decision and the work's complexity."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from localroute.routing.types import Route
+
+DecidedBy = Literal["channel", "rules", "classifier", "router_model", "cache"]
+
+
+class ToolInvocation(BaseModel):
+    """The tool stage 1 chose, with arguments filled from the query."""
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class RoutingDecision(BaseModel):
+    route: Route
+    tool_call: ToolInvocation | None = None
+    confidence: float = Field(ge=0.0, le=1.0)
+    decided_by: DecidedBy
+    reason: str
+    latency_ms: float = 0.0
+    escalated: bool = False  # the router model was asked
+    escalation_error: str | None = None  # why its answer was not used
+    reasoning_depth: int | None = None  # the router model's assessment, when it was asked
+
+
+class Complexity(BaseModel):
+    reasoning_depth: int = Field(ge=0, le=10)
+    code_generation_required: bool
+    estimated_context_tokens: int = Field(ge=0)
+    code_context: bool = False  # the prompt carries code (so its size matters for coding roles)
+
+
+class RoleSelection(BaseModel):
+    role: str
+    reason: str
+    downgraded_from: str | None = None
