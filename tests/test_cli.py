@@ -1,0 +1,83 @@
+"""The command line as a person runs it: real subprocesses, no model server needed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.support.paths import SHARED_DATA
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "localroute", *args], capture_output=True,
+                          text=True, timeout=300, env=full_env)
+
+
+def test_models_lists_unreachable_roles_and_exits_0() -> None:
+    done = cli("models", "--profile", "m4max", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert len(data["roles"]) == 7
+    assert all(r["reachable"] is False for r in data["roles"])
+
+
+def test_doctor_exits_nonzero_naming_what_is_down() -> None:
+    done = cli("doctor", "--profile", "m4max")
+    assert done.returncode == 1
+    assert "router: lmstudio at http://localhost:1234/v1: not answering" in done.stdout
+    assert "lms server start" in done.stdout
+
+
+def test_ask_tool_question_needs_no_server() -> None:
+    done = cli("ask", "how much disk space is free?", "--json", "--profile", "m4max")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert (data["route"], data["tool"], data["llm_calls"], data["state"]) == (
+        "tool", "disk", 0, "COMPLETED")
+    assert "free" in data["reply"]
+
+
+def test_lockdown_refusal_exits_1_with_the_reason() -> None:
+    done = cli("ask", "write a poem about rain", "--mode", "lockdown", "--profile", "m4max")
+    assert done.returncode == 1
+    assert "LOCKDOWN refuses model inference" in done.stderr
+
+
+def test_bad_mode_is_a_usage_error() -> None:
+    done = cli("ask", "hi", "--mode", "panic")
+    assert done.returncode == 2
+    assert "--mode: unknown mode 'panic'; use one of NORMAL" in done.stderr
+
+
+def test_route_prints_both_stages() -> None:
+    done = cli("route", "Prove that there are infinitely many primes.", "--no-model", "--json",
+               "--profile", "m4max")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["decision"]["route"] == "reasoning"
+    assert data["selection"]["role"] == "reasoning"
+
+
+def test_graph_prints_mermaid() -> None:
+    done = cli("graph")
+    assert done.returncode == 0 and done.stdout.startswith("stateDiagram-v2")
+
+
+def test_eval_routing_json_has_the_documented_keys() -> None:
+    done = cli("eval", "routing", str(SHARED_DATA / "routing_dev.jsonl"), "--no-model", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    for key in ("accuracy", "n", "per_route", "confusion", "bypass_rate", "escalation_rate"):
+        assert key in data
+    assert set(data["latency_ms"]) == {"p50", "p99"}
+    assert data["n"] == 302 and data["escalation_rate"] == 0.0
+    # The shipped classifier was trained on these rows: in-sample, it must be near perfect.
+    assert data["accuracy"] >= 0.98
+
+
+def test_eval_routing_cv_requires_no_model() -> None:
+    done = cli("eval", "routing", str(SHARED_DATA / "routing_dev.jsonl"), "--cv", "5")
+    assert done.returncode == 2 and "add --no-model" in done.stderr
