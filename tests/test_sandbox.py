@@ -38,7 +38,10 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "code_subset.js
 if not DATA.exists():  # CI lays shared/ beside the clone; a session has it at /work/shared
     DATA = Path("/work/shared/data/code_subset.jsonl")
 IS_ROOT = os.geteuid() == 0
-CONFIG = SandboxConfig(timeout_s=1.5, memory_mb=256, max_procs=32, max_output_bytes=4096)
+# A uid of the suite's own, so sandboxes that other programs on the machine run as `nobody` at the
+# same time are never mistaken for survivors of these runs (and never killed by them).
+CONFIG = SandboxConfig(timeout_s=1.5, memory_mb=256, max_procs=32, max_output_bytes=4096,
+                       run_as_uid=60990, run_as_gid=60990)
 
 
 def run(code: str, config: SandboxConfig = CONFIG, spare: int | None = None) -> SandboxResult:
@@ -89,7 +92,7 @@ def test_capabilities_report_the_active_protections() -> None:
     assert caps.interpreter is not None and os.path.isabs(caps.interpreter)
     assert "RLIMIT_AS" in caps.rlimits and "RLIMIT_NPROC" in caps.rlimits
     if IS_ROOT:  # CI and the dev machines: root with util-linux unshare
-        assert caps.uid_drop and caps.run_as_uid == 65534
+        assert caps.uid_drop and caps.run_as_uid == CONFIG.run_as_uid
         assert caps.pid_namespace and caps.net_namespace and caps.mount_namespace
         # The sandbox user must be able to run it: not a venv under a 0700 home directory.
         assert not caps.interpreter.startswith("/root/")
