@@ -33,6 +33,7 @@ class RawCompletion(BaseModel):
     finish_reason: str | None = None
     usage: Usage | None = None
     model: str = ""
+    notes: list[str] = Field(default_factory=list)  # what the backend did on the way (cold load)
 
 
 class RawChunk(BaseModel):

@@ -7,6 +7,7 @@ loop stays free, under a lock because a `Llama` object is not safe to use from t
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import threading
 import time
@@ -59,6 +60,16 @@ def load_model(path: Path, n_ctx: int) -> Any:
             llm = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False)
             _models[key] = (llm, threading.Lock())
         return _models[key]
+
+
+@atexit.register
+def _close_models() -> None:
+    # Freed explicitly while the interpreter is intact: left to garbage collection at exit,
+    # llama-cpp-python's finaliser runs after its C bindings are gone and prints a traceback.
+    with _load_lock:
+        for llm, _ in _models.values():
+            llm.close()
+        _models.clear()
 
 
 def _format(fmt: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -28,6 +28,7 @@ class RoleStatus(BaseModel):
     reachable: bool
     served: bool | None  # the server lists the model (None: not known)
     loaded: bool | None  # the model is in memory (None: the server does not say)
+    memory_bytes: int | None = None  # what the server says the loaded model holds
     context: int
     concurrency: int
     shares_instance_with: str | None
@@ -92,6 +93,7 @@ async def role_statuses(profile: ResolvedProfile) -> list[RoleStatus]:
             match = next((m for m in result if _same_model(m.id, role.id)), None)
             status.served = match is not None or role.backend == BackendKind.embedded
             status.loaded = match.loaded if match else None
+            status.memory_bytes = match.size_bytes if match and match.loaded else None
             if not status.served:
                 listed = ", ".join(m.id for m in result[:8]) or "none"
                 status.problem = (

@@ -20,7 +20,33 @@ def server_root(url: str) -> str:
     return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
+async def _lmstudio_v1(http: httpx.AsyncClient, root: str) -> list[ModelInfo] | None:
+    """LM Studio >= 0.4: loaded instances with their context, and the model's size in bytes
+    (the weights it maps: the memory a loaded model holds besides its KV cache)."""
+    r = await http.get(f"{root}/api/v1/models")
+    if r.status_code != 200:
+        return None
+    out = []
+    for m in r.json().get("models", []):
+        instances = m.get("loaded_instances") or []
+        config = (instances[0].get("config") or {}) if instances else {}
+        out.append(
+            ModelInfo(
+                id=m["key"],
+                loaded=bool(instances),
+                context_length=config.get("context_length") or m.get("max_context_length"),
+                size_bytes=m.get("size_bytes") if instances else None,
+                details={"instances": len(instances), "parallel": config.get("parallel"),
+                         "quantization": (m.get("quantization") or {}).get("name")},
+            )
+        )
+    return out
+
+
 async def _lmstudio(http: httpx.AsyncClient, root: str) -> list[ModelInfo] | None:
+    v1 = await _lmstudio_v1(http, root)
+    if v1 is not None:
+        return v1
     r = await http.get(f"{root}/api/v0/models")
     if r.status_code != 200:
         return None
@@ -53,7 +79,8 @@ async def _ollama(http: httpx.AsyncClient, root: str) -> list[ModelInfo] | None:
                 id=m["name"],
                 loaded=running is not None,
                 context_length=(running or {}).get("context_length"),
-                size_bytes=(running or {}).get("size_vram") or m.get("size"),
+                # Memory only for a loaded model (size_vram); the file size says nothing of it.
+                size_bytes=(running or {}).get("size_vram"),
                 details={"expires_at": (running or {}).get("expires_at")},
             )
         )

@@ -7,6 +7,8 @@ structured-output syntax, errors inside HTTP 200 bodies) are normalised here.
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +28,16 @@ START_HINTS = {
     "vllm": "Start it: `vllm serve MODEL --port PORT`.",
     "openai": "Check the endpoint URL and that the server is running.",
 }
+
+
+# A model a JIT-loading server has not loaded yet costs a load before its first token (tens of
+# seconds for a 20B model): the call's timeout grows by this much (modes.yaml cold_load_extra_s
+# says the same; the env var lets a process set it without reading modes.yaml here).
+COLD_LOAD_ENV = "LOCALROUTE_COLD_LOAD_S"
+COLD_LOAD_EXTRA_S = 120.0
+LOADED_CACHE_S = 10.0  # how long a list of loaded models is trusted
+JIT_KINDS = ("lmstudio", "ollama")
+COLD_LOAD_EVENT = "backend.cold_load"
 
 
 def _reasoning_of(obj: Any) -> str | None:
@@ -71,6 +83,8 @@ class OpenAICompatBackend:
             max_retries=0,  # the client owns retries, fallbacks and their telemetry
         )
         self._http = httpx.AsyncClient(timeout=5.0)
+        self._loaded: tuple[float, dict[str, bool | None]] | None = None
+        self.cold_load_extra_s = float(os.environ.get(COLD_LOAD_ENV, COLD_LOAD_EXTRA_S))
 
     def site(self, role: str, model: str) -> CallSite:
         return CallSite(role=role, model=model, url=self.url, hint=START_HINTS.get(self.kind, ""))
@@ -101,8 +115,39 @@ class OpenAICompatBackend:
             return {"type": "json_object", "schema": schema}
         return fmt
 
+    async def is_loaded(self, model: str) -> bool | None:
+        """Whether a JIT-loading server has `model` in memory (None: unknown), cached briefly."""
+        if self.kind not in JIT_KINDS:
+            return None
+        now = time.monotonic()
+        if self._loaded is None or now - self._loaded[0] > LOADED_CACHE_S:
+            try:
+                found = await self.list_models()
+            except Exception:  # an unanswered probe only means "unknown": the call itself reports
+                return None
+            self._loaded = (now, {m.id.lower().split("/")[-1]: m.loaded for m in found})
+        return self._loaded[1].get(model.lower().split("/")[-1])
+
+    async def cold_load(self, request: ChatRequest, role: str) -> tuple[ChatRequest, list[str]]:
+        """The request with its timeout extended when its model must be loaded first."""
+        if self.cold_load_extra_s <= 0 or await self.is_loaded(request.model) is not False:
+            return request, []
+        note = (f"cold load: '{request.model}' is not loaded on {self.kind} at {self.url}; "
+                f"timeout extended by {self.cold_load_extra_s:g} s to "
+                f"{request.timeout + self.cold_load_extra_s:g} s for the load")
+        import structlog  # the event is a log line; telemetry picks it up from the notes too
+
+        structlog.get_logger("localroute.backends").info(
+            COLD_LOAD_EVENT, role=role, model=request.model, url=self.url,
+            extra_s=self.cold_load_extra_s)
+        if self._loaded is not None:  # the call below loads it
+            self._loaded[1][request.model.lower().split("/")[-1]] = True
+        return request.model_copy(
+            update={"timeout": request.timeout + self.cold_load_extra_s}), [note]
+
     async def chat(self, request: ChatRequest, role: str = "") -> RawCompletion:
         site = self.site(role, request.model)
+        request, notes = await self.cold_load(request, role)
         try:
             completion = await self._client.chat.completions.create(**self._kwargs(request))
         except Exception as exc:  # every failure becomes one typed error
@@ -124,10 +169,12 @@ class OpenAICompatBackend:
             finish_reason=choice.finish_reason,
             usage=_usage(completion.usage),
             model=completion.model or request.model,
+            notes=notes,
         )
 
     async def stream(self, request: ChatRequest, role: str = "") -> AsyncIterator[RawChunk]:
         site = self.site(role, request.model)
+        request, _ = await self.cold_load(request, role)
         kwargs = self._kwargs(request)
         partial: dict[int, dict[str, str]] = {}
         finished = False

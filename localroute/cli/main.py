@@ -7,7 +7,10 @@ import traceback
 
 import typer
 
-from localroute.cli import ask_cmd, eval_cmd, models_cmd, route_cmd
+from localroute.cli import ask_cmd, eval_cmd, models_cmd, route_cmd, serve_cmd
+from localroute.cli import bench_cmd
+from localroute.cli import telemetry_cmd
+from localroute.cli import resources_cmd
 from localroute.cli.common import UsageError, err, state
 from localroute.config.loader import ConfigError
 from localroute.types import LLMError
@@ -43,8 +46,22 @@ app.command()(models_cmd.models)
 app.command()(models_cmd.doctor)
 app.command()(route_cmd.route)
 app.command()(route_cmd.graph)
+app.command()(serve_cmd.serve)
 app.command("train-router")(eval_cmd.train_router_cmd)
 app.add_typer(eval_cmd.eval_app, name="eval")
+app.add_typer(telemetry_cmd.telemetry_app, name="telemetry")
+app.command()(telemetry_cmd.stats)
+app.command()(telemetry_cmd.feedback)
+app.add_typer(bench_cmd.bench_app, name="bench")
+app.add_typer(bench_cmd.report_app, name="report")
+app.command()(resources_cmd.plan)
+app.command()(resources_cmd.load)
+app.command()(resources_cmd.status)
+app.add_typer(resources_cmd.mode_app, name="mode")
+app.command("ab")(bench_cmd.ab)
+app.command("promote")(bench_cmd.promote_cmd)
+app.command("rollback")(bench_cmd.rollback_cmd)
+app.command("check-rollback")(bench_cmd.check_rollback_cmd)
 
 
 def run() -> None:

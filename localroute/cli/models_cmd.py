@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from localroute.backends.health import role_statuses
+from localroute.backends.loading import auto_evict_risk
 from localroute.cli.common import JsonOpt, ProfileOpt, active_profile, out, print_json, run_async
 
 
@@ -30,6 +31,7 @@ def models(profile: str | None = ProfileOpt, as_json: bool = JsonOpt) -> None:
             "endpoint",
             "reachable",
             "loaded",
+            "memory",
             "context",
             "concurrency",
         ):
@@ -43,6 +45,7 @@ def models(profile: str | None = ProfileOpt, as_json: bool = JsonOpt) -> None:
                 s.endpoint or "in-process",
                 _yes_no(s.reachable),
                 _yes_no(s.loaded),
+                f"{s.memory_bytes / 2**30:.2f} GiB" if s.memory_bytes else "-",
                 str(s.context),
                 str(s.concurrency),
             )
@@ -58,15 +61,19 @@ def doctor(profile: str | None = ProfileOpt, as_json: bool = JsonOpt) -> None:
         active = await active_profile(profile)
         statuses = await role_statuses(active)
         broken = [s for s in statuses if s.problem]
+        warnings = auto_evict_risk(active.roles.values(), {s.role: s.loaded for s in statuses})
         if as_json:
             print_json(
                 {
                     "profile": active.name,
                     "ok": not broken,
                     "roles": [s.model_dump() for s in statuses],
+                    "warnings": warnings,
                 }
             )
             return 1 if broken else 0
+        for w in warnings:
+            out.print(f"[yellow]![/yellow] {w}", highlight=False)
         for s in statuses:
             if s.problem:
                 out.print(f"[red]✗[/red] {s.role}: {s.problem}\n    fix: {s.fix}", highlight=False)

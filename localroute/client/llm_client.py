@@ -10,7 +10,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -33,6 +33,8 @@ from localroute.types import (
 )
 
 ResponseFormat = type[BaseModel] | dict[str, Any] | None
+# Told of every `respond` once it ends: requested role, the response or the final error, seconds.
+CallHook = Callable[[str, LLMResponse | None, LLMError | None, float], None]
 BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 5.0
 MIN_COMPLETION_TOKENS = 16  # below this, a capped max_tokens could not hold an answer
@@ -63,6 +65,7 @@ class LLMClient:
         self.profile = profile
         self.pool = pool or BackendPool()
         self.gates = Gates(profile)
+        self.on_call: CallHook | None = None  # telemetry's hook
 
     async def aclose(self) -> None:
         await self.pool.aclose()
@@ -84,17 +87,22 @@ class LLMClient:
         current = self.profile.role(role)
         tried = {current.name}
         pending = list(current.fallback)
+        started = time.perf_counter()
         while True:
             try:
                 response = await self._respond_role(
                     current, messages, tools, response_format, max_tokens, temperature, timeout
                 )
                 response.fallbacks = fallbacks
+                if self.on_call is not None:
+                    self.on_call(role, response, None, time.perf_counter() - started)
                 return response
             except LLMError as exc:
                 nxt = self._next_fallback(current, pending, tried, exc)
                 if nxt is None:
                     exc.fallbacks = fallbacks
+                    if self.on_call is not None:
+                        self.on_call(role, None, exc, time.perf_counter() - started)
                     raise
                 fallbacks.append(
                     Fallback(from_role=current.name, to_role=nxt.name, reason=str(exc))

@@ -6,7 +6,15 @@ from enum import StrEnum
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 from localroute.config.loader import ConfigError, format_validation_error
 
@@ -55,6 +63,68 @@ class ToolLoopSettings(_Strict):
     condense_max_tokens: PositiveInt = 500
 
 
+SENSOR_NAMES = (
+    "cpu_percent", "memory_percent", "swap_percent", "swap_growth_mb_s", "disk_percent",
+    "memory_pressure", "memory_psi_avg10", "backends_down", "error_rate", "latency_p95_s",
+    "queue_depth", "in_flight",
+)
+SEVERITY = {Mode.NORMAL: 0, Mode.RECOVERY: 1, Mode.ALERT: 2, Mode.DEGRADED: 3, Mode.LOCKDOWN: 4}
+DEFAULT_EDGES: dict[Mode, tuple[Mode, ...]] = {
+    Mode.NORMAL: (Mode.ALERT, Mode.DEGRADED, Mode.LOCKDOWN),
+    Mode.ALERT: (Mode.NORMAL, Mode.DEGRADED, Mode.LOCKDOWN),
+    Mode.DEGRADED: (Mode.RECOVERY, Mode.LOCKDOWN),
+    Mode.RECOVERY: (Mode.NORMAL, Mode.ALERT, Mode.DEGRADED, Mode.LOCKDOWN),
+    Mode.LOCKDOWN: (Mode.RECOVERY,),
+}
+
+
+class ThresholdRule(_Strict):
+    """`sensor` above (or below) a threshold for `for_s` seconds puts the stack in `mode`; it
+    clears once the reading is at or past `clear_below`/`clear_above` (default: the trigger
+    threshold, i.e. no hysteresis) for `clear_for_s`."""
+
+    name: str
+    sensor: str
+    mode: Mode
+    above: float | None = None
+    below: float | None = None
+    for_s: float = Field(default=0.0, ge=0.0)
+    clear_below: float | None = None
+    clear_above: float | None = None
+    clear_for_s: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ThresholdRule:
+        if self.sensor not in SENSOR_NAMES:
+            raise ValueError(f"unknown sensor '{self.sensor}'; sensors: {', '.join(SENSOR_NAMES)}")
+        if (self.above is None) == (self.below is None):
+            raise ValueError(f"rule '{self.name}' needs exactly one of 'above' or 'below'")
+        if self.above is not None and (self.clear_above is not None or
+                                       (self.clear_below is not None and
+                                        self.clear_below > self.above)):
+            raise ValueError(f"rule '{self.name}': with 'above', 'clear_below' must be <= above")
+        if self.below is not None and (self.clear_below is not None or
+                                       (self.clear_above is not None and
+                                        self.clear_above < self.below)):
+            raise ValueError(f"rule '{self.name}': with 'below', 'clear_above' must be >= below")
+        return self
+
+
+class HomeostasisSettings(_Strict):
+    enabled: bool = True
+    interval_s: PositiveFloat = 2.0
+    health_interval_s: PositiveFloat = 15.0
+    rules: tuple[ThresholdRule, ...] = ()
+    edges: dict[Mode, tuple[Mode, ...]] = Field(default_factory=lambda: dict(DEFAULT_EDGES))
+    min_dwell_s: dict[Mode, float] = Field(default_factory=dict)
+    gate_scale: dict[Mode, float] = Field(default_factory=dict)
+    refuse_prompt_tokens_above: dict[Mode, PositiveInt] = Field(default_factory=dict)
+    heavy_roles: tuple[str, ...] = ("reasoning_heavy", "coding_large_context")
+    memory_budget_gb: dict[str, PositiveFloat] = Field(default_factory=dict)
+    os_reserve_gb: PositiveFloat = 4.0
+    cold_load_extra_s: float = Field(default=120.0, ge=0.0)
+
+
 class ModesConfig(_Strict):
     version: int = 1
     default_mode: Mode = Mode.NORMAL
@@ -62,6 +132,7 @@ class ModesConfig(_Strict):
     validation: ValidationSettings = ValidationSettings()
     tool_loop: ToolLoopSettings = ToolLoopSettings()
     modes: dict[Mode, ModePolicy]
+    homeostasis: HomeostasisSettings = HomeostasisSettings()
 
     def policy(self, mode: Mode) -> ModePolicy:
         return self.modes[mode]

@@ -1,1 +1,1 @@
-"""governance concern of localroute."""
+"""governance concern of localroute: modes, homeostasis sensors, transitions and effectors."""

@@ -9,10 +9,13 @@ from localroute.backends.health import role_statuses
 from localroute.client.llm_client import LLMClient
 from localroute.config.modes import ModesConfig, load_modes
 from localroute.config.schema import ResolvedProfile
+from localroute.config.telemetry import TelemetryConfig
 from localroute.orchestrator.machine import Orchestrator, StepHook
 from localroute.orchestrator.steps import Deps
 from localroute.routing.cascade import Stage1Router
 from localroute.routing.classifier import RouteClassifier
+from localroute.telemetry.emitter import Telemetry
+from localroute.telemetry.wiring import instrument
 from localroute.tools.base import ToolContext
 from localroute.tools.registry import default_registry
 
@@ -25,7 +28,11 @@ def build_orchestrator(
     classifier: RouteClassifier | None = None,
     roots: list[Path] | None = None,
     on_step: StepHook | None = None,
+    telemetry: Telemetry | None = None,
+    telemetry_config: TelemetryConfig | None = None,
 ) -> Orchestrator:
+    """`telemetry_config` defaults to telemetry.yaml (recording on, cache on, policy off);
+    `telemetry` replaces the process-wide recorder of its store."""
     modes = modes or load_modes()
     client = client or LLMClient(profile)
 
@@ -35,7 +42,10 @@ def build_orchestrator(
     tool_ctx = ToolContext(list_models=list_models)
     if roots is not None:
         tool_ctx.roots = roots
-    router = Stage1Router(classifier or RouteClassifier.load(), modes.routing, client)
+    classifier = classifier or RouteClassifier.load()
+    kit = instrument(profile, modes, classifier, client, tool_ctx, config=telemetry_config,
+                     telemetry=telemetry)
+    router = Stage1Router(classifier, modes.routing, client, cache=kit.cache)
     deps = Deps(profile=profile, client=client, router=router, registry=default_registry(),
-                tool_ctx=tool_ctx, modes=modes)
-    return Orchestrator(deps, on_step=on_step)
+                tool_ctx=tool_ctx, modes=modes, policy=kit.policy)
+    return Orchestrator(deps, on_step=kit.hook(on_step))

@@ -53,6 +53,9 @@ class ExecutionContext:
     complexity: Complexity | None = None
     selection: RoleSelection | None = None
     role: str | None = None
+    task_type: str | None = None  # route/complexity band, what the routing policy learns on
+    static_role: str | None = None  # the rules' choice (after the mode), before any policy
+    role_decided_by: str = "rules"  # "policy" when the learned policy made the choice
     tool_results: list[ToolResult] = field(default_factory=list)
     tool_calls_seen: list[tuple[str, str]] = field(default_factory=list)
     pending_tool_calls: list[ToolCall] = field(default_factory=list)

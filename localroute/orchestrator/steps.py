@@ -14,6 +14,7 @@ from localroute.config.schema import ResolvedProfile
 from localroute.orchestrator.state import ExecutionContext, TaskState
 from localroute.routing.cascade import Stage1Router
 from localroute.routing.complexity import apply_mode, assess, select_role
+from localroute.routing.policy import RolePolicy, task_type
 from localroute.tools.base import ToolContext, ToolResult
 from localroute.tools.registry import ToolRegistry
 from localroute.types import LLMError
@@ -40,6 +41,7 @@ class Deps:
     registry: ToolRegistry
     tool_ctx: ToolContext
     modes: ModesConfig
+    policy: RolePolicy | None = None  # performance-based routing, when enabled
 
 
 class Steps:
@@ -101,6 +103,14 @@ class Steps:
             ctx.error = (f"no role for '{wanted.role}' is allowed in mode {ctx.mode.value} "
                          f"(allowed: {', '.join(policy.allowed_roles) or 'none'})")
             return TaskState.FAILED, ctx.error
+        ctx.static_role = chosen.role
+        ctx.task_type = task_type(ctx.routing.route, ctx.complexity.reasoning_depth)
+        if self.d.policy is not None:
+            learned = self.d.policy.choose(
+                ctx.routing.route, ctx.task_type, chosen, allowed=policy.allowed_roles,
+                roles=self.d.profile.roles,
+                context_tokens=ctx.complexity.estimated_context_tokens)
+            chosen, ctx.role_decided_by = learned.selection, learned.decided_by
         ctx.selection, ctx.role = chosen, chosen.role
         c = ctx.complexity
         detail = (f"role {chosen.role}: {chosen.reason} (depth {c.reasoning_depth}, code "

@@ -8,6 +8,7 @@ from typing import Literal
 
 from localroute.client.llm_client import LLMClient
 from localroute.config.modes import RoutingSettings
+from localroute.routing.cache import RoutingCache
 from localroute.routing.classifier import RouteClassifier
 from localroute.routing.decision import RoutingDecision, ToolInvocation
 from localroute.routing.router_model import ask_router_model
@@ -37,10 +38,12 @@ class Stage1Router:
         classifier: RouteClassifier,
         settings: RoutingSettings,
         client: LLMClient | None = None,
+        cache: RoutingCache | None = None,
     ) -> None:
         self.classifier = classifier
         self.settings = settings
         self.client = client
+        self.cache = cache
 
     def decide_fast(self, query: str, channel: str | None = None) -> RoutingDecision:
         """Stage 1 without any model call: channel, rules, classifier."""
@@ -83,11 +86,20 @@ class Stage1Router:
         self, query: str, channel: str | None = None, *, allow_model: bool = True
     ) -> RoutingDecision:
         started = time.perf_counter()
+        decision = self.cache.get(query, channel, allow_model) if self.cache else None
+        if decision is not None:
+            if decision.tool_call is not None:  # arguments come from this query, not the cache
+                decision.tool_call = ToolInvocation(name=decision.tool_call.name, arguments=(
+                    arguments_from_query(decision.tool_call.name, query)))
+            decision.latency_ms = (time.perf_counter() - started) * 1000
+            return decision
         decision = self._fast(query, channel)
         unsure = (decision.decided_by == "classifier"
                   and decision.confidence < self.settings.escalation_threshold)
         if unsure and allow_model and self.client is not None:
             decision = await self._escalate(query, decision)
+        if self.cache is not None:
+            self.cache.put(query, channel, allow_model, decision)
         decision.latency_ms = (time.perf_counter() - started) * 1000
         return decision
 
