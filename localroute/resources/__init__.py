@@ -1,0 +1,1 @@
+"""resources concern of localroute: the memory planner."""

@@ -1,0 +1,103 @@
+"""Sizing a local GGUF file from its own header (the `gguf` package that ships with llama.cpp).
+
+The header gives the exact bytes of every tensor (so mixed quantizations need no bits-per-weight
+guess) and the architecture keys the KV cache depends on.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from localroute.resources.catalog import ModelSpec
+
+
+class GGUFFacts(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    spec: ModelSpec
+    weight_bytes: int  # sum of the tensors' data, what llama.cpp maps as the model buffer
+    file_type: str  # the quantization the file declares (e.g. Q4_1)
+    bits_per_weight: float
+
+
+class GGUFError(ValueError):
+    """A file that is not a readable GGUF model."""
+
+
+def _field(reader: Any, key: str) -> Any:
+    field = reader.fields.get(key)
+    if field is None:
+        return None
+    return field.contents()
+
+
+def read_gguf(path: str | Path) -> GGUFFacts:
+    """The planner's facts for a GGUF file (cached per path and modification time)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise GGUFError(f"GGUF file '{file}' does not exist; pass the path of a .gguf model")
+    return _read(str(file.resolve()), file.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _read(path: str, _mtime: int) -> GGUFFacts:
+    import gguf  # imported here: parsing needs numpy and takes ~1 s, only when a file is sized
+
+    try:
+        reader = gguf.GGUFReader(path)
+    except (ValueError, OSError) as exc:
+        raise GGUFError(f"'{path}' is not a readable GGUF file: {exc}") from None
+    arch = _field(reader, "general.architecture")
+    if not arch:
+        raise GGUFError(f"'{path}' has no general.architecture key; is it a model file?")
+
+    def key(name: str) -> Any:
+        return _field(reader, f"{arch}.{name}")
+
+    layers = int(key("block_count") or 0)
+    q_heads = int(key("attention.head_count") or 0)
+    kv_heads = int(key("attention.head_count_kv") or q_heads)
+    embedding = int(key("embedding_length") or 0)
+    head_dim = int(key("attention.key_length") or (embedding // q_heads if q_heads else 0))
+    if not (layers and q_heads and head_dim):
+        raise GGUFError(
+            f"'{path}' ({arch}) lacks {arch}.block_count / attention.head_count / "
+            "embedding_length: the planner cannot size its KV cache"
+        )
+    weight_bytes = sum(int(t.n_bytes) for t in reader.tensors)
+    n_params = sum(int(t.n_elements) for t in reader.tensors)
+    file_type = _file_type_name(_field(reader, "general.file_type"))
+    spec = ModelSpec(
+        key=Path(path).stem,
+        params=float(n_params),
+        layers=layers,
+        kv_layers=layers,
+        q_heads=q_heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        native_context=int(key("context_length") or 0),
+        sources={"all figures": f"GGUF header of {path}"},
+    )
+    return GGUFFacts(
+        path=path,
+        spec=spec,
+        weight_bytes=weight_bytes,
+        file_type=file_type,
+        bits_per_weight=8 * weight_bytes / n_params if n_params else 0.0,
+    )
+
+
+def _file_type_name(value: Any) -> str:
+    import gguf
+
+    if value is None:
+        return "unknown"
+    try:
+        return str(gguf.LlamaFileType(int(value)).name).removeprefix("MOSTLY_")
+    except ValueError:
+        return f"file_type {value}"
