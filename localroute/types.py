@@ -55,6 +55,7 @@ class LLMResponse(BaseModel):
     attempts: int = 1
     fallbacks: list[Fallback] = Field(default_factory=list)
     parsed: Any = None
+    notes: list[str] = Field(default_factory=list)  # what happened on the way (a cold load...)
 
     @property
     def truncated(self) -> bool:

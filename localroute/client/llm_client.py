@@ -334,6 +334,7 @@ def normalise(
         model=raw.model or role.id,
         backend=backend,
         attempts=attempts,
+        notes=list(raw.notes),
     )
 
 

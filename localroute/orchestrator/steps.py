@@ -145,10 +145,13 @@ class Steps:
         ctx.llm_calls += 1
         ctx.response = response
         ctx.fallbacks.extend(response.fallbacks)
+        ctx.notes.extend(response.notes)
         if response.role != role.name:
             ctx.role = response.role
         detail = (f"{response.role} ({response.model}) answered in {response.timings.total_s:.2f}"
                   f" s, {response.usage.completion_tokens} tokens, finish {response.finish_reason}")
+        for note in response.notes:
+            detail += f"; {note}"
         if response.fallbacks:
             detail += "; fallbacks: " + ", ".join(
                 f"{f.from_role}->{f.to_role}" for f in response.fallbacks)
