@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import os
+import tempfile
+
+# Telemetry and governance state of the test run goes to a directory of its own, never to the
+# person's real state directory (subprocesses started by tests inherit it).
+os.environ.setdefault("LOCALROUTE_STATE_DIR", tempfile.mkdtemp(prefix="localroute-test-state-"))
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +29,9 @@ def make_profile(roles: dict[str, dict[str, object]], name: str = "test") -> Res
     """A resolved profile from plain role dicts (validated by the real schema)."""
     config = StackConfig(
         auto_profiles=(name,),
-        profiles={name: ProfileConfig(roles={k: RoleConfig(**v) for k, v in roles.items()})},
+        profiles={
+            name: ProfileConfig(roles={k: RoleConfig.model_validate(v) for k, v in roles.items()})
+        },
     )
     return resolve_profile(config, name, "<test>", env={})
 

@@ -7,10 +7,16 @@ import traceback
 
 import typer
 
-from localroute.cli import ask_cmd, eval_cmd, models_cmd, route_cmd, serve_cmd
-from localroute.cli import bench_cmd
-from localroute.cli import telemetry_cmd
-from localroute.cli import resources_cmd
+from localroute.cli import (
+    ask_cmd,
+    bench_cmd,
+    eval_cmd,
+    models_cmd,
+    resources_cmd,
+    route_cmd,
+    serve_cmd,
+    telemetry_cmd,
+)
 from localroute.cli.common import UsageError, err, state
 from localroute.config.loader import ConfigError
 from localroute.types import LLMError

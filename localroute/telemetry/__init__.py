@@ -1,0 +1,1 @@
+"""telemetry concern of localroute: events, the store, queries, stats and metrics."""

@@ -1,0 +1,87 @@
+"""What `build_orchestrator` attaches from telemetry.yaml: the recorder, the client's call hook,
+the `telemetry` tool's summary, the routing cache and the learned policy."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from localroute.client.llm_client import LLMClient
+from localroute.config.modes import ModesConfig
+from localroute.config.schema import ResolvedProfile
+from localroute.config.telemetry import TelemetryConfig, load_telemetry_config
+from localroute.routing.cache import RoutingCache, routing_fingerprint, shared_cache
+from localroute.routing.classifier import RouteClassifier
+from localroute.routing.policy import RolePolicy
+from localroute.telemetry.emitter import Telemetry
+from localroute.telemetry.learning import load_policy
+from localroute.telemetry.recorder import Recorder
+from localroute.telemetry.stats import summary
+from localroute.tools.base import ToolContext
+
+Hook = Callable[[Any, Any], None]  # the orchestrator's StepHook (it sits above this module)
+
+
+@dataclass
+class Instrumentation:
+    telemetry: Telemetry | None
+    cache: RoutingCache | None
+    policy: RolePolicy | None
+    recorder: Recorder | None
+
+    def hook(self, user: Hook | None) -> Hook | None:
+        """The recorder's on_step, chained before a caller's own hook."""
+        recorder = self.recorder
+        if recorder is None:
+            return user
+        if user is None:
+            return recorder.on_step
+
+        def both(ctx: Any, record: Any) -> None:
+            recorder.on_step(ctx, record)
+            user(ctx, record)
+
+        return both
+
+
+def instrument(
+    profile: ResolvedProfile,
+    modes: ModesConfig,
+    classifier: RouteClassifier,
+    client: LLMClient,
+    tool_ctx: ToolContext,
+    *,
+    config: TelemetryConfig | None = None,
+    telemetry: Telemetry | None = None,
+) -> Instrumentation:
+    config = config or load_telemetry_config()
+    if telemetry is None and config.telemetry.enabled:
+        try:
+            telemetry = Telemetry.shared(config.telemetry)
+        except ConnectionError as exc:  # said once, and requests still run without it
+            print(f"localroute: telemetry is off for this run: {exc}", file=sys.stderr)
+    cache = None
+    if config.routing_cache.enabled:
+        cache = shared_cache(config.routing_cache)
+        cache.bind(routing_fingerprint(profile, modes, classifier.artifact_id()))
+    policy = None
+    if config.routing_policy.enabled:
+        policy = (load_policy(telemetry.store, config.routing_policy) if telemetry
+                  else RolePolicy(config.routing_policy))
+    recorder = None
+    if telemetry is not None or policy is not None:
+        recorder = Recorder(telemetry, record_queries=config.telemetry.record_queries,
+                            learners=[policy.observe] if policy else [])
+    if telemetry is not None and recorder is not None:
+        client.on_call = recorder.on_model_call
+        store = telemetry.store
+
+        async def telemetry_summary() -> dict[str, Any]:
+            await asyncio.to_thread(telemetry.flush)
+            return await asyncio.to_thread(summary, store)
+
+        tool_ctx.telemetry_summary = telemetry_summary
+    return Instrumentation(telemetry, cache, policy, recorder)
