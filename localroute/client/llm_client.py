@@ -22,6 +22,7 @@ from localroute.client.messages import estimate_tokens, prepare_messages
 from localroute.client.parsing import extract_json, parse_text_tool_calls, split_reasoning
 from localroute.config.schema import ResolvedProfile, ResolvedRole
 from localroute.types import (
+    ErrorEvent,
     Fallback,
     LLMContextOverflow,
     LLMError,
@@ -58,6 +59,37 @@ def json_schema_format(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
+class FallbackChain:
+    """Which role answers next when one fails: the failed role's fallbacks in order, then
+    theirs, each role at most once; after a context overflow only a role with a larger context
+    can help (coding -> coding_large_context)."""
+
+    def __init__(self, profile: ResolvedProfile, first: ResolvedRole) -> None:
+        self.profile = profile
+        self.current = first
+        self.taken: list[Fallback] = []
+        self._tried = {first.name}
+        self._pending = list(first.fallback)
+
+    def advance(self, exc: LLMError) -> bool:
+        """Move to the next role after `exc`; False when none is left."""
+        for name in self._pending:
+            candidate = self.profile.role(name)
+            if isinstance(exc, LLMContextOverflow):
+                needed = max(exc.prompt_tokens, self.current.context_length + 1)
+                if candidate.context_length < needed:
+                    continue
+            self.taken.append(
+                Fallback(from_role=self.current.name, to_role=name, reason=str(exc))
+            )
+            self._tried.add(name)
+            self._pending = [r for r in [*self._pending, *candidate.fallback]
+                             if r not in self._tried]
+            self.current = candidate
+            return True
+        return False
+
+
 class LLMClient:
     """Calls roles of one resolved profile."""
 
@@ -83,33 +115,24 @@ class LLMClient:
         temperature: float | None = None,
         timeout: float | None = None,
     ) -> LLMResponse:
-        fallbacks: list[Fallback] = []
-        current = self.profile.role(role)
-        tried = {current.name}
-        pending = list(current.fallback)
+        chain = FallbackChain(self.profile, self.profile.role(role))
         started = time.perf_counter()
         while True:
             try:
                 response = await self._respond_role(
-                    current, messages, tools, response_format, max_tokens, temperature, timeout
+                    chain.current, messages, tools, response_format, max_tokens, temperature,
+                    timeout,
                 )
-                response.fallbacks = fallbacks
+                response.fallbacks = chain.taken
                 if self.on_call is not None:
                     self.on_call(role, response, None, time.perf_counter() - started)
                 return response
             except LLMError as exc:
-                nxt = self._next_fallback(current, pending, tried, exc)
-                if nxt is None:
-                    exc.fallbacks = fallbacks
+                if not chain.advance(exc):
+                    exc.fallbacks = chain.taken
                     if self.on_call is not None:
                         self.on_call(role, None, exc, time.perf_counter() - started)
                     raise
-                fallbacks.append(
-                    Fallback(from_role=current.name, to_role=nxt.name, reason=str(exc))
-                )
-                tried.add(nxt.name)
-                pending = [r for r in [*pending, *nxt.fallback] if r not in tried]
-                current = nxt
 
     async def stream(
         self,
@@ -123,50 +146,24 @@ class LLMClient:
     ) -> AsyncIterator[StreamEvent]:
         from localroute.client.streaming import stream_role
 
-        fallbacks: list[Fallback] = []
-        current = self.profile.role(role)
-        tried = {current.name}
-        pending = list(current.fallback)
+        chain = FallbackChain(self.profile, self.profile.role(role))
         while True:
             emitted = False
             try:
                 async for event in stream_role(
-                    self, current, messages, tools, max_tokens, temperature, timeout, fallbacks
+                    self, chain.current, messages, tools, max_tokens, temperature, timeout,
+                    chain.taken,
                 ):
                     emitted = emitted or event.type in ("content", "reasoning", "tool_call")
                     yield event
                 return
             except LLMError as exc:
                 # Once text reached the caller a retry would repeat it: report, do not fall back.
-                nxt = None if emitted else self._next_fallback(current, pending, tried, exc)
-                if nxt is None:
-                    from localroute.types import ErrorEvent
-
+                if emitted or not chain.advance(exc):
                     yield ErrorEvent(error=str(exc), kind=type(exc).__name__)
                     return
-                fallbacks.append(
-                    Fallback(from_role=current.name, to_role=nxt.name, reason=str(exc))
-                )
-                tried.add(nxt.name)
-                pending = [r for r in [*pending, *nxt.fallback] if r not in tried]
-                current = nxt
 
     # ---- one role ---------------------------------------------------------------------
-
-    def _next_fallback(
-        self, role: ResolvedRole, pending: list[str], tried: set[str], exc: LLMError
-    ) -> ResolvedRole | None:
-        for name in pending:
-            if name in tried:
-                continue
-            candidate = self.profile.role(name)
-            if isinstance(exc, LLMContextOverflow):
-                # Only a larger context can help an overflow (coding -> coding_large_context).
-                needed = max(exc.prompt_tokens, role.context_length + 1)
-                if candidate.context_length < needed:
-                    continue
-            return candidate
-        return None
 
     async def prepare(
         self,
