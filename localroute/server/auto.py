@@ -1,0 +1,110 @@
+"""`model: auto`: the whole routed pipeline, answered (or streamed) once it has decided."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from localroute.orchestrator.state import ExecutionContext, StepRecord, TaskState
+from localroute.server.direct import SSE_HEADERS, Outcome, admit
+from localroute.server.disconnect import unless_disconnected
+from localroute.server.errors import APIError, from_llm_error
+from localroute.server.openai_format import Routing, completion, replay
+from localroute.server.overload import Ticket
+from localroute.server.pipeline import RequestOptions, auto_run
+from localroute.server.schemas import ChatCompletionRequest
+from localroute.server.state import AUTO, ServerState
+from localroute.types import LLMError
+
+S = TaskState
+
+
+class _Admitter:
+    """Admits the request for its role once the pipeline has chosen one (tool-only answers
+    need no model and no admission). Raising from the step hook stops the run there."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.ticket: Ticket | None = None
+        self.started = time.perf_counter()
+
+    def __call__(self, ctx: ExecutionContext, record: StepRecord) -> None:
+        if record.next_state == S.LLM_CALL and self.ticket is None and ctx.role is not None:
+            self.ticket = admit(self.state, ctx.role)
+
+    def release(self) -> None:
+        if self.ticket is not None:
+            self.ticket.release(time.perf_counter() - self.started)
+
+
+def _failure(ctx: ExecutionContext, llm_error: LLMError | None) -> APIError:
+    """The HTTP status of a pipeline that ended FAILED, by the state it failed in."""
+    failed_in = ctx.steps[-1].state if ctx.steps else S.INIT
+    reason = ctx.error or "the pipeline failed"
+    if llm_error is not None:
+        return from_llm_error(llm_error)
+    if failed_in == S.INIT:
+        return APIError(400, reason, code="invalid_messages", param="messages")
+    if failed_in == S.MODEL_SELECTION:
+        return APIError(503, reason, code="mode_refused")
+    # The orchestrator records a failed model call as "<ErrorType>: message".
+    if reason.startswith("LLMContextOverflow:"):
+        return APIError(400, reason, code="context_length_exceeded", param="messages")
+    if failed_in == S.LLM_CALL:
+        return APIError(503, reason, code="backend_unavailable")
+    return APIError(500, reason, code="pipeline_failed")
+
+
+def _routing(ctx: ExecutionContext) -> Routing:
+    summary = ctx.summary()
+    details = {k: summary[k] for k in ("confidence", "tool", "mode", "downgraded_from",
+                                       "validation_failures", "fallbacks", "tools_used",
+                                       "llm_calls", "total_ms")}
+    return Routing(trace_id=ctx.trace_id, route=summary["route"] or "none", role=ctx.role,
+                   model=summary["model"], decided_by=summary["decided_by"] or "none",
+                   validation=ctx.validation, details=details)
+
+
+async def answer_auto(state: ServerState, request: Request, req: ChatCompletionRequest,
+                      messages: list[dict[str, Any]], outcome: Outcome) -> Response:
+    options = RequestOptions(tools=req.tools, response_format=req.response_format,
+                             temperature=req.temperature, max_tokens=req.token_limit,
+                             passthrough=req.passthrough())
+    admitter = _Admitter(state)
+    run = auto_run(state.orchestrator, options, state.mode, admitter)
+    ctx = ExecutionContext(messages=messages, mode=state.mode)
+    try:
+        ctx = await unless_disconnected(request, run.orchestrator.run(ctx))
+    finally:
+        admitter.release()
+        outcome.route = ctx.routing.route if ctx.routing else "none"
+        outcome.role = ctx.role or "none"
+    routing_decision = ctx.routing
+    failed_rounds = ctx.validation_attempts - (ctx.validation in ("passed", "passed_after_retry"))
+    state.metrics.record_pipeline(
+        bypass=bool(routing_decision and routing_decision.tool_call and ctx.llm_calls == 0
+                    and ctx.role is None),
+        escalated=bool(routing_decision and routing_decision.escalated),
+        failed_rounds=max(0, failed_rounds))
+    if ctx.state == S.FAILED:
+        raise _failure(ctx, run.steps.failure)
+    state.feedback.served(ctx.trace_id)
+    routing = _routing(ctx)
+    response = ctx.response if ctx.role is not None else None
+    model = response.model if response else AUTO
+    calls = response.tool_calls if response and options.tools else []
+    content = ctx.reply if ctx.reply or not calls else None
+    finish = "tool_calls" if calls else (response.finish_reason if response else "stop")
+    reasoning = response.reasoning if response else None
+    if req.stream:
+        chunks = replay(routing, model, content, reasoning=reasoning, tool_calls=calls,
+                        finish_reason=finish, usage=response.usage if response else None,
+                        include_usage=req.include_usage)
+        return StreamingResponse(
+            chunks, media_type="text/event-stream", headers={**routing.headers(), **SSE_HEADERS})
+    body = completion(routing, model, content, reasoning=reasoning, tool_calls=calls,
+                      finish_reason=finish, usage=response.usage if response else None)
+    return JSONResponse(body, headers=routing.headers())

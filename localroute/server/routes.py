@@ -1,0 +1,123 @@
+"""The HTTP endpoints: chat completions, models, health, readiness, metrics, feedback."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from localroute.backends.health import role_statuses
+from localroute.server.auto import answer_auto
+from localroute.server.direct import Outcome, answer_direct
+from localroute.server.disconnect import ClientGone
+from localroute.server.errors import APIError
+from localroute.server.schemas import (
+    ChatCompletionRequest,
+    FeedbackRequest,
+    flatten_messages,
+    parse_body,
+)
+from localroute.server.state import AUTO, ServerState
+from localroute.telemetry.metrics import CONTENT_TYPE
+
+CLIENT_CLOSED = 499  # nginx's code for "the client closed the connection": nobody reads it
+
+
+def _state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.localroute
+    return state
+
+
+async def chat_completions(request: Request) -> Response:
+    state = _state(request)
+    started = time.perf_counter()
+    outcome = Outcome()
+    try:
+        req: ChatCompletionRequest = parse_body(await request.body(), ChatCompletionRequest)
+        if req.n != 1:
+            raise APIError(400, f"n: only n=1 is supported (got {req.n})", param="n",
+                           code="unsupported_value")
+        if len(req.messages) > state.settings.max_messages:
+            raise APIError(413, f"messages: {len(req.messages)} messages is more than the "
+                           f"server's limit of {state.settings.max_messages}; send fewer",
+                           param="messages", code="too_many_messages")
+        messages = flatten_messages(req)
+        target = state.resolve(req.model)
+        if target == AUTO:
+            response = await answer_auto(state, request, req, messages, outcome)
+        else:
+            outcome.route = "direct"
+            response = await answer_direct(state, request, req, target, messages, outcome)
+        outcome.status = response.status_code
+        return response
+    except APIError as exc:
+        outcome.status = exc.status
+        raise
+    except ClientGone:
+        outcome.status = CLIENT_CLOSED
+        return Response(status_code=CLIENT_CLOSED)
+    except Exception:
+        outcome.status = 500
+        raise
+    finally:
+        if not outcome.deferred:
+            state.metrics.observe(outcome.route, outcome.role, outcome.status,
+                                  time.perf_counter() - started)
+
+
+async def list_models(request: Request) -> JSONResponse:
+    state = _state(request)
+    data: list[dict[str, Any]] = [_model(AUTO, {"kind": "auto", "mode": state.mode.value})]
+    for role in state.profile.roles.values():
+        data.append(_model(role.name, {"kind": "role", "model": role.id,
+                                       "backend": role.backend.value,
+                                       "context_length": role.context_length}))
+    for model_id, role_name in state.targets.items():
+        if model_id not in state.profile.roles:
+            data.append(_model(model_id, {"kind": "model", "role": role_name}))
+    return JSONResponse({"object": "list", "data": data})
+
+
+def _model(model_id: str, info: dict[str, Any]) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "localroute",
+            "localroute": info}
+
+
+async def health(request: Request) -> JSONResponse:
+    state = _state(request)
+    return JSONResponse({"status": "ok", "profile": state.profile.name,
+                         "mode": state.mode.value})
+
+
+async def ready(request: Request) -> JSONResponse:
+    state = _state(request)
+    statuses = await role_statuses(state.profile)
+    is_ready = all(s.reachable for s in statuses)
+    body = {"ready": is_ready, "profile": state.profile.name, "mode": state.mode.value,
+            "roles": [s.model_dump() for s in statuses]}
+    return JSONResponse(body, status_code=200 if is_ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    return Response(_state(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
+async def feedback(request: Request) -> JSONResponse:
+    state = _state(request)
+    entry: FeedbackRequest = parse_body(await request.body(), FeedbackRequest)
+    stored = state.feedback.add(entry)
+    where = f"memory and {state.feedback.path}" if state.feedback.path else "memory"
+    return JSONResponse({"ok": True, "trace_id": entry.trace_id,
+                         "known_trace": stored["known_trace"], "stored_in": where})
+
+
+def register(app: FastAPI) -> None:
+    app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.add_api_route("/v1/models", list_models, methods=["GET"])
+    app.add_api_route("/v1/feedback", feedback, methods=["POST"])
+    app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_route("/ready", ready, methods=["GET"])
+    app.add_api_route("/metrics", metrics, methods=["GET"])
