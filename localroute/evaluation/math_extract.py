@@ -18,7 +18,7 @@ from localroute.evaluation.math_normalize import balanced_group
 
 __all__ = ["Extraction", "ExtractionMethod", "extract_answer", "strip_reasoning"]
 
-ExtractionMethod = Literal["boxed", "final_sentence", "last_math", "none"]
+ExtractionMethod = Literal["boxed", "final_sentence", "bold", "last_math", "none"]
 
 
 class Extraction(BaseModel):
@@ -167,6 +167,20 @@ def _last_math(text: str) -> str | None:
     return None
 
 
+_BOLD = re.compile(r"\*\*([^*\n]{1,40})\*\*")
+
+
+def _closing_bold(text: str) -> str | None:
+    """A short bold value after the last math span ("so the 2003rd is **4005**.")."""
+    last_span = max((m.end() for m in _MATH_SPAN.finditer(text)), default=-1)
+    for match in reversed(list(_BOLD.finditer(text))):
+        value = match.group(1).strip().strip(".:")
+        if match.start() > last_span and re.search(r"\d|\$|\\", value):
+            return value.strip("$ ")
+        break  # only the last bold span can be the closing answer
+    return None
+
+
 def extract_answer(prediction: str) -> Extraction:
     """Find the final answer in a full model output (see the module doc for the order)."""
     text = strip_reasoning(prediction)
@@ -183,6 +197,9 @@ def extract_answer(prediction: str) -> Extraction:
     sentence = _final_sentence(text)
     if sentence is not None:
         return Extraction(answer=sentence, method="final_sentence")
+    bold = _closing_bold(text)
+    if bold:
+        return Extraction(answer=bold, method="bold")
     last = _last_math(text)
     if last is not None and last.strip():
         return Extraction(answer=last.strip(), method="last_math")
