@@ -46,12 +46,21 @@ CONFIG = SandboxConfig(timeout_s=1.5, memory_mb=256, max_procs=32, max_output_by
 
 def run(code: str, config: SandboxConfig = CONFIG, spare: int | None = None) -> SandboxResult:
     since = time.time()
+    before = own_children()
     result = run_program(textwrap.dedent(code), config)
-    assert_nothing_left(result, since, spare)
+    assert_nothing_left(result, since, spare, before)
     return result
 
 
-def assert_nothing_left(result: SandboxResult, since: float, spare: int | None = None) -> None:
+def own_children() -> set[int]:
+    """This test process's live children (other suites keep some: a warm grader pool, servers)."""
+    return {c.pid for c in psutil.Process().children(recursive=True)
+            if c.status() != psutil.STATUS_ZOMBIE}
+
+
+def assert_nothing_left(
+    result: SandboxResult, since: float, spare: int | None = None, before: set[int] | None = None
+) -> None:
     """No process of the run is alive (`spare`: a test's own bystander of the same uid)."""
     assert result.cleanup_ok, result
     left = []
@@ -70,7 +79,7 @@ def assert_nothing_left(result: SandboxResult, since: float, spare: int | None =
     children = [
         c
         for c in psutil.Process().children(recursive=True)
-        if c.status() != psutil.STATUS_ZOMBIE and c.pid != spare
+        if c.status() != psutil.STATUS_ZOMBIE and c.pid != spare and c.pid not in (before or set())
     ]
     assert children == []
 
