@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.support.paths import SHARED_DATA
 
@@ -44,6 +45,18 @@ def test_lockdown_refusal_exits_1_with_the_reason() -> None:
     done = cli("ask", "write a poem about rain", "--mode", "lockdown", "--profile", "m4max")
     assert done.returncode == 1
     assert "LOCKDOWN refuses model inference" in done.stderr
+
+
+def test_ask_runs_in_the_persisted_manual_mode(tmp_path: Path) -> None:
+    state = {"LOCALROUTE_STATE_DIR": str(tmp_path)}
+    pinned = cli("mode", "set", "LOCKDOWN", "--reason", "incident", env=state)
+    assert pinned.returncode == 0, pinned.stderr
+    done = cli("ask", "write a poem about rain", "--json", "--profile", "m4max", env=state)
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["mode"] == "LOCKDOWN"
+    assert cli("mode", "set", "auto", env=state).returncode == 0
+    again = cli("ask", "how much disk space is free?", "--json", "--profile", "m4max", env=state)
+    assert again.returncode == 0 and json.loads(again.stdout)["mode"] == "NORMAL"
 
 
 def test_bad_mode_is_a_usage_error() -> None:

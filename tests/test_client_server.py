@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel
 
 from localroute.client.llm_client import LLMClient
-from localroute.types import LLMConnectionError, LLMContextOverflow
+from localroute.types import LLMConnectionError, LLMContextOverflow, LLMError, LLMResponse
 from tests.conftest import make_profile, server_role
 from tests.support.servers import LlamaServer, free_port
 
@@ -34,7 +34,7 @@ async def test_stream_yields_deltas_then_done(llama_server: LlamaServer) -> None
     deltas = [e.text for e in events if e.type == "content"]
     assert deltas, events
     assert events[-1].type == "done"
-    done = events[-1].response  # type: ignore[union-attr]
+    done = events[-1].response
     assert done.content == "".join(deltas).strip()
     assert done.timings.ttft_s is not None and done.timings.ttft_s <= done.timings.total_s
 
@@ -144,3 +144,43 @@ async def test_embedded_backend_answers_without_any_server() -> None:
     assert r.content.strip() and r.backend == "embedded" and r.usage.completion_tokens > 0
     assert events[-1].type == "done"
     assert "".join(e.text for e in events if e.type == "content").strip()
+
+
+async def test_per_request_extra_body_reaches_the_server_over_the_roles_own(
+        llama_server: LlamaServer) -> None:
+    # llama.cpp's `grammar` pins the answer, so which grammar the server got is visible.
+    role = server_role(llama_server.base_url, extra_body={"grammar": 'root ::= "no"'})
+    client = LLMClient(make_profile({"router": role}))
+    calls: list[tuple[str, LLMResponse | None, LLMError | None, float]] = []
+    client.on_call = lambda *call: calls.append(call)
+    yes = {"grammar": 'root ::= "yes"'}
+    hi = [{"role": "user", "content": "Hi"}]
+    try:
+        plain = await client.respond("router", hi)
+        answered = await client.respond("router", hi, extra_body=yes)
+        events = [e async for e in client.stream("router", hi, extra_body=yes)]
+    finally:
+        await client.aclose()
+    assert (plain.content, answered.content) == ("no", "yes")
+    done = events[-1]
+    assert done.type == "done" and done.response.content == "yes"
+    assert "".join(e.text for e in events if e.type == "content") == "yes"
+    # The stream reaches the call hook (telemetry's model.call) once, like each respond.
+    assert [(c[0], c[1], c[2]) for c in calls] == [("router", plain, None),
+                                                  ("router", answered, None),
+                                                  ("router", done.response, None)]
+    assert all(c[3] > 0 for c in calls)
+
+
+async def test_a_failed_stream_reaches_the_call_hook_with_its_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    client = LLMClient(make_profile({"router": server_role(url, retries=0)}))
+    calls: list[tuple[str, LLMResponse | None, LLMError | None, float]] = []
+    client.on_call = lambda *call: calls.append(call)
+    try:
+        events = [e async for e in client.stream("router", [{"role": "user", "content": "x"}])]
+    finally:
+        await client.aclose()
+    assert events[-1].type == "error" and events[-1].kind == "LLMConnectionError"
+    ((role, response, error, _),) = calls
+    assert role == "router" and response is None and isinstance(error, LLMConnectionError)

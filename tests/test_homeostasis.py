@@ -7,14 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from localroute.client.llm_client import LLMClient
 from localroute.config.loader import ConfigError
 from localroute.config.modes import HomeostasisSettings, Mode, ThresholdRule, load_modes
-from localroute.governance import events
+from localroute.config.telemetry import StoreSettings
 from localroute.governance.effectors import Effectors, RequestRefused
-from localroute.governance.governor import Governor
+from localroute.governance.governor import Governor, build_governor
 from localroute.governance.homeostasis import ForbiddenTransition, Homeostasis, Override
-from localroute.governance.sensors import Reading
+from localroute.governance.sensors import BackendHealthSensor, Reading
 from localroute.governance.state_files import OverrideStore
+from localroute.telemetry.emitter import Telemetry
+from localroute.telemetry.events import EventName
+from tests.conftest import make_profile, server_role
+from tests.support.servers import free_port
 
 
 class Clock:
@@ -140,34 +145,89 @@ def test_rule_schema_errors_name_the_problem(tmp_path: Path) -> None:
         ThresholdRule(name="x", sensor="cpu_percent", above=50, clear_below=60, mode=Mode.ALERT)
 
 
-async def test_governor_records_events_with_readings_and_persists_override(
+async def test_governor_records_events_with_readings_in_the_telemetry_store(
         tmp_path: Path) -> None:
     clock = Clock()
     modes = load_modes().model_copy(update={"homeostasis": settings(
         refuse_prompt_tokens_above={Mode.ALERT: 100})})
     store = OverrideStore(tmp_path / "override.json")
-    gov = Governor(modes, sources=[], clock=clock, override_store=store,
-                   roles=("router", "coding"))
-    for at in (0.0, 30.0):
-        clock.t = at
-        await gov.on_reading(Reading(at, {"cpu_percent": 97.0}))
-    assert gov.mode == Mode.ALERT
-    names = [e["event"] for e in gov.events]
-    assert names[:2] == [events.RULE_TRIGGERED, events.MODE_TRANSITION]
-    transition = gov.events[1]
-    assert transition["readings"] == {"cpu_percent": 97.0} and transition["to"] == "ALERT"
-    roles = next(e for e in gov.events if e["event"] == events.EFFECTOR_ROLES)
-    assert roles["downgraded_or_refused"] == ["coding"] and roles["readings"]["cpu_percent"] == 97
-    with pytest.raises(RequestRefused, match=r"mode ALERT \(cpu_high: .*over 100 prompt tokens"):
-        gov.admit(prompt_tokens=500)
-    with pytest.raises(RequestRefused, match="heavy role 'reasoning_heavy'"):
-        gov.admit(role="reasoning_heavy")
-    assert gov.events[-1]["event"] == events.REQUEST_REFUSED
-    gov.set_override(Mode.LOCKDOWN, "incident 42")
+    telemetry = Telemetry(StoreSettings(url=f"sqlite:///{tmp_path / 'events.db'}"))
+    try:
+        gov = Governor(modes, sources=[], clock=clock, override_store=store,
+                       roles=("router", "coding"), telemetry=telemetry)
+        for at in (0.0, 30.0):
+            clock.t = at
+            await gov.on_reading(Reading(at, {"cpu_percent": 97.0}))
+        assert gov.mode == Mode.ALERT
+        with pytest.raises(RequestRefused,
+                           match=r"mode ALERT \(cpu_high: .*over 100 prompt tokens"):
+            gov.admit(prompt_tokens=500, trace_id="ab" * 16)
+        with pytest.raises(RequestRefused, match="heavy role 'reasoning_heavy'"):
+            gov.admit(role="reasoning_heavy")
+        gov.set_override(Mode.LOCKDOWN, "incident 42")
+        assert telemetry.flush()
+        rows = telemetry.store.select()
+    finally:
+        telemetry.close()
+    # Every event is in the store, under the schema's names, in the order it happened.
+    assert [r["event"] for r in rows] == [
+        EventName.GOVERNANCE_RULE, EventName.MODE_CHANGE,
+        EventName.GOVERNANCE_EFFECTOR, EventName.GOVERNANCE_EFFECTOR,
+        EventName.GOVERNANCE_REFUSAL, EventName.GOVERNANCE_REFUSAL,
+        EventName.MODE_OVERRIDE, EventName.MODE_CHANGE,
+        EventName.GOVERNANCE_EFFECTOR, EventName.GOVERNANCE_EFFECTOR]
+    assert [r["event"] for r in rows] == [e["event"] for e in gov.events]
+    rule, change = rows[0]["data"], rows[1]["data"]
+    assert (rule["rule"], rule["change"], rule["readings"]) == (
+        "cpu_high", "triggered", {"cpu_percent": 97.0})
+    assert (change["from"], change["to"], change["manual"]) == ("NORMAL", "ALERT", False)
+    assert change["readings"] == {"cpu_percent": 97.0} and "cpu_high" in change["reason"]
+    roles = rows[2]["data"]
+    assert roles["effector"] == "roles" and roles["downgraded_or_refused"] == ["coding"]
+    assert roles["readings"]["cpu_percent"] == 97 and roles["mode"] == "ALERT"
+    assert rows[3]["data"]["prompt_tokens_above"] == 100
+    refused = rows[4]
+    assert refused["ok"] is False and refused["trace_id"] == "ab" * 16
+    assert refused["data"]["prompt_tokens"] == 500
+    assert refused["data"]["readings"] == {"cpu_percent": 97.0}
+    assert rows[5]["role"] == "reasoning_heavy"
+    assert rows[6]["data"] == {"action": "set", "mode": "ALERT", "target": "LOCKDOWN",
+                               "reason": "incident 42"}
+    manual = rows[7]["data"]
+    assert (manual["from"], manual["to"], manual["manual"]) == ("ALERT", "LOCKDOWN", True)
+    assert manual["reason"] == "manual: incident 42"
     assert store.load() == Override(Mode.LOCKDOWN, "incident 42", store.load().set_at)  # type: ignore[union-attr]
-    # A new governor (another process) starts in the persisted override.
+    # A new governor (another process) starts in the persisted override and says so.
     again = Governor(modes, sources=[], clock=clock, override_store=store)
     assert again.mode == Mode.LOCKDOWN and again.snapshot()["override"]["reason"] == "incident 42"
+    await again.start()
+    await again.stop()
+    started = again.events[0]
+    assert started["event"] == EventName.MODE_CHANGE
+    assert (started["data"]["from"], started["data"]["to"]) == ("NORMAL", "LOCKDOWN")
+
+
+async def test_a_blocked_change_is_recorded_once_and_overrides_sync_from_the_file(
+        tmp_path: Path) -> None:
+    clock = Clock()
+    edges = {Mode.NORMAL: (Mode.ALERT,), Mode.ALERT: (Mode.NORMAL,), Mode.DEGRADED: (),
+             Mode.RECOVERY: (), Mode.LOCKDOWN: ()}
+    modes = load_modes().model_copy(update={"homeostasis": settings(edges=edges)})
+    store = OverrideStore(tmp_path / "override.json")
+    gov = Governor(modes, sources=[], clock=clock, override_store=store)
+    for at in (0.0, 10.0, 20.0, 30.0):
+        await gov.on_reading(Reading(at, {"backends_down": 1.0}))
+    blocked = [e for e in gov.events if e["event"] == EventName.MODE_BLOCKED]
+    assert len(blocked) == 1 and blocked[0]["data"]["wanted"] == "DEGRADED"
+    # `localroute mode set` in another process writes the file; the next reading applies it.
+    store.save(Override(Mode.ALERT, "from the CLI", 1.0))
+    await gov.on_reading(Reading(40.0, {"backends_down": 1.0}))
+    assert gov.mode == Mode.ALERT and gov.cause == "set by hand: from the CLI"
+    store.clear()
+    await gov.on_reading(Reading(50.0, {"backends_down": 0.0}))
+    cleared = [e for e in gov.events if e["event"] == EventName.MODE_OVERRIDE]
+    assert [e["data"]["action"] for e in cleared] == ["set", "cleared"]
+    assert gov.homeostasis.override is None
 
 
 def test_effectors_admit_normal_requests() -> None:
@@ -175,3 +235,21 @@ def test_effectors_admit_normal_requests() -> None:
     eff.check(Mode.NORMAL, "", prompt_tokens=10_000, role="reasoning_heavy")  # no refusal
     with pytest.raises(RequestRefused):
         eff.check(Mode.ALERT, "", prompt_tokens=101)
+
+
+async def test_a_backend_busy_with_our_calls_is_not_counted_down(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                ) -> None:
+    monkeypatch.setenv("LOCALROUTE_STATE_DIR", str(tmp_path))
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # misses every probe, as a busy server does
+    client = LLMClient(make_profile({"router": server_role(dead)}))
+    gov = build_governor(client, load_modes(), publish=False)
+    (health,) = [s for s in gov.monitor.sources if isinstance(s, BackendHealthSensor)]
+    health.every_s = 0.0  # probe on every sample
+    try:
+        assert await health() == {"backends_down": 1.0}
+        async with client.gates.slot(client.profile.role("router")):
+            assert await health() == {"backends_down": 0.0}  # one of our calls holds it
+        assert await health() == {"backends_down": 1.0}
+    finally:
+        await client.aclose()

@@ -48,7 +48,10 @@ class Serve:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.base_url = self.url + "/v1"
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("LOCALROUTE_")}
+        # No profile, config or key from the person's shell; the test run's own state dir
+        # (conftest) is kept, so the server's telemetry and governor files stay out of theirs.
+        environ = {k: v for k, v in os.environ.items()
+                   if not k.startswith("LOCALROUTE_") or k == "LOCALROUTE_STATE_DIR"}
         environ.update(env or {})
         # A file, not a pipe: nobody drains a pipe while the server runs, and a full one blocks it.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()

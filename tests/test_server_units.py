@@ -1,4 +1,5 @@
-"""Pure units of the server: bind safety, admission control, request parsing, per-request views."""
+"""Pure units of the server: bind safety, admission control, request parsing, per-request
+fields."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from localroute.client.llm_client import LLMClient
 from localroute.config.modes import Mode, load_modes
 from localroute.server.errors import APIError
 from localroute.server.overload import Admission, Overloaded
-from localroute.server.pipeline import capped_modes, scoped_client
+from localroute.server.pipeline import RequestOptions, capped_modes
 from localroute.server.schemas import ChatCompletionRequest, parse_body
 from localroute.server.settings import ServerSettings, check_bind, is_loopback
 from tests.conftest import make_profile, server_role
@@ -90,13 +91,24 @@ def test_request_fields_passed_through_and_token_limit() -> None:
     assert req.response_format is None  # plain text needs no constraint
 
 
-def test_scoped_client_sends_extra_fields_through_the_same_gates() -> None:
-    base = LLMClient(make_profile({"router": server_role(URL, extra_body={"top_k": 5})}))
-    scoped = scoped_client(base, {"tool_choice": "required"})
-    assert scoped.gates is base.gates and scoped.pool is base.pool
-    assert scoped.profile.role("router").extra_body == {"top_k": 5, "tool_choice": "required"}
-    assert base.profile.role("router").extra_body == {"top_k": 5}
-    assert scoped_client(base, {}) is base
+def test_per_request_fields_go_over_the_roles_extra_body() -> None:
+    client = LLMClient(make_profile({"router": server_role(URL, extra_body={"top_k": 5,
+                                                                            "seed": 1})}))
+    role = client.profile.role("router")
+    wire = client.request(role, [], None, None, 16, None, None,
+                          {"tool_choice": "required", "seed": 7})
+    assert wire.extra_body == {"top_k": 5, "seed": 7, "tool_choice": "required"}
+    assert role.extra_body == {"top_k": 5, "seed": 1}  # the profile is not touched
+    assert client.request(role, [], None, None, 16, None, None).extra_body == role.extra_body
+
+
+def test_only_client_tools_or_a_format_direct_the_pipeline() -> None:
+    # Sampling fields ride along on the pipeline's own call; they do not bypass its tools.
+    sampled = RequestOptions(temperature=0.2, passthrough={"seed": 1, "stop": ["x"]})
+    assert not sampled.directed and sampled.extra_body == {"seed": 1, "stop": ["x"]}
+    assert RequestOptions().extra_body is None
+    assert RequestOptions(tools=[{"type": "function", "function": {"name": "f"}}]).directed
+    assert RequestOptions(response_format={"type": "json_object"}).directed
 
 
 def test_capped_modes_lower_only_the_active_mode() -> None:

@@ -18,12 +18,14 @@ from localroute.cli.common import (
     run_async,
 )
 from localroute.client.llm_client import LLMClient
-from localroute.config.modes import Mode, load_modes
+from localroute.config.modes import Mode, ModesConfig, load_modes
+from localroute.governance.state_files import manual_mode
 from localroute.orchestrator.build import build_orchestrator
 from localroute.orchestrator.state import ExecutionContext, TaskState
 
 ModeOpt = typer.Option(None, "--mode", "-m", help="Governance mode for this request "
-                       "(NORMAL, ALERT, DEGRADED, LOCKDOWN, RECOVERY).")
+                       "(NORMAL, ALERT, DEGRADED, LOCKDOWN, RECOVERY); default: the override "
+                       "of `localroute mode set`, else modes.yaml's default_mode.")
 ChannelOpt = typer.Option(None, "--channel", help="Explicit channel: code or system_health.")
 
 
@@ -62,7 +64,7 @@ def ask(
         modes = load_modes()
         orchestrator = build_orchestrator(active, modes=modes)
         ctx = ExecutionContext(messages=[{"role": "user", "content": question}],
-                               mode=chosen or modes.default_mode, channel=channel,
+                               mode=chosen or _persisted_mode(modes), channel=channel,
                                allow_router_model=not no_model_routing)
         try:
             return await orchestrator.run(ctx)
@@ -85,6 +87,13 @@ def ask(
         if not as_json:
             err.print(f"[red]failed:[/red] {ctx.error}", highlight=False)
         raise SystemExit(1)
+
+
+def _persisted_mode(modes: ModesConfig) -> Mode:
+    try:
+        return manual_mode(modes)[0]
+    except ValueError as exc:  # an unreadable override file: say which and how to fix it
+        raise UsageError(str(exc)) from None
 
 
 def print_trace(ctx: ExecutionContext) -> None:

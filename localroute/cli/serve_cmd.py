@@ -21,9 +21,10 @@ def serve(
     api_key: str | None = typer.Option(None, "--api-key", envvar=API_KEY_ENV,
                                        help="Require 'Authorization: Bearer KEY' on every "
                                        "endpoint but /health."),
-    mode: str | None = typer.Option(None, "--mode", "-m", help="Governance mode for every "
-                                    "request (NORMAL, ALERT, DEGRADED, LOCKDOWN, RECOVERY); "
-                                    "default: modes.yaml's default_mode."),
+    mode: str | None = typer.Option(None, "--mode", "-m", help="Pin the governance mode for "
+                                    "this server (NORMAL, ALERT, DEGRADED, LOCKDOWN, RECOVERY), "
+                                    "overriding the sensors; default: the sensors decide, or "
+                                    "`localroute mode set`."),
     max_queue: int = typer.Option(8, "--max-queue", min=0, help="Requests allowed to wait per "
                                   "gate beyond its slots; more get 429 with Retry-After."),
     max_body_bytes: int = typer.Option(4 * 1024 * 1024, "--max-body-bytes", min=1,
@@ -43,7 +44,7 @@ def serve(
     modes = load_modes()
     settings = ServerSettings(
         host=host, port=port, api_key=api_key or None,
-        mode=parse_mode(mode) or modes.default_mode, max_queue=max_queue,
+        mode=parse_mode(mode), max_queue=max_queue,
         max_body_bytes=max_body_bytes, max_messages=max_messages, feedback_path=feedback_file)
     try:
         check_bind(settings)
@@ -51,8 +52,11 @@ def serve(
         raise UsageError(str(exc)) from None
     active = run_async(active_profile(profile))
     app = create_app(settings, active, modes=modes)
+    governor = app.state.localroute.governor
+    why = f" ({governor.cause})" if governor.homeostasis.override else ""
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    err.print(f"localroute: serving profile '{active.name}' in mode {settings.mode.value} at "
-              f"http://{host}:{port}/v1 (model 'auto' or a role: "
-              f"{', '.join(active.roles)})", highlight=False)
+    err.print(f"localroute: serving profile '{active.name}' in mode {governor.mode.value}{why} "
+              f"at http://{host}:{port}/v1 (model 'auto' or a role: "
+              f"{', '.join(active.roles)}); `localroute status` shows the live state",
+              highlight=False)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -10,7 +10,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -34,7 +34,8 @@ from localroute.types import (
 )
 
 ResponseFormat = type[BaseModel] | dict[str, Any] | None
-# Told of every `respond` once it ends: requested role, the response or the final error, seconds.
+# Told of every `respond` and `stream` once it ends: requested role, the response or the final
+# error, seconds.
 CallHook = Callable[[str, LLMResponse | None, LLMError | None, float], None]
 BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 5.0
@@ -114,14 +115,17 @@ class LLMClient:
         max_tokens: int | None = None,
         temperature: float | None = None,
         timeout: float | None = None,
+        extra_body: dict[str, Any] | None = None,
     ) -> LLMResponse:
+        """One answer from `role` (or its fallbacks). `extra_body` holds fields for this request
+        only (tool_choice, stop, seed...), sent over the role's own `extra_body`."""
         chain = FallbackChain(self.profile, self.profile.role(role))
         started = time.perf_counter()
         while True:
             try:
                 response = await self._respond_role(
                     chain.current, messages, tools, response_format, max_tokens, temperature,
-                    timeout,
+                    timeout, extra_body,
                 )
                 response.fallbacks = chain.taken
                 if self.on_call is not None:
@@ -143,23 +147,33 @@ class LLMClient:
         max_tokens: int | None = None,
         temperature: float | None = None,
         timeout: float | None = None,
-    ) -> AsyncIterator[StreamEvent]:
+        extra_body: dict[str, Any] | None = None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Events as `role` produces them, ending in one `done` or `error` event; `extra_body`
+        as for `respond`. The call hook hears of the stream when it ends (not when the caller
+        stops reading early: that call has no outcome to record)."""
         from localroute.client.streaming import stream_role
 
         chain = FallbackChain(self.profile, self.profile.role(role))
+        started = time.perf_counter()
         while True:
             emitted = False
             try:
                 async for event in stream_role(
                     self, chain.current, messages, tools, max_tokens, temperature, timeout,
-                    chain.taken,
+                    chain.taken, extra_body,
                 ):
                     emitted = emitted or event.type in ("content", "reasoning", "tool_call")
+                    if event.type == "done" and self.on_call is not None:
+                        self.on_call(role, event.response, None, time.perf_counter() - started)
                     yield event
                 return
             except LLMError as exc:
                 # Once text reached the caller a retry would repeat it: report, do not fall back.
                 if emitted or not chain.advance(exc):
+                    exc.fallbacks = chain.taken
+                    if self.on_call is not None:
+                        self.on_call(role, None, exc, time.perf_counter() - started)
                     yield ErrorEvent(error=str(exc), kind=type(exc).__name__)
                     return
 
@@ -205,6 +219,7 @@ class LLMClient:
         max_tokens: int,
         temperature: float | None,
         timeout: float | None,
+        extra_body: dict[str, Any] | None = None,
     ) -> ChatRequest:
         return ChatRequest(
             model=role.id,
@@ -215,7 +230,7 @@ class LLMClient:
             temperature=role.temperature if temperature is None else temperature,
             top_p=role.top_p,
             timeout=timeout or role.default_timeout,
-            extra_body=role.extra_body,
+            extra_body={**role.extra_body, **extra_body} if extra_body else role.extra_body,
         )
 
     async def _call_with_retries(
@@ -245,6 +260,7 @@ class LLMClient:
         max_tokens: int | None,
         temperature: float | None,
         timeout: float | None,
+        extra_body: dict[str, Any] | None = None,
     ) -> LLMResponse:
         schema_model = response_format if isinstance(response_format, type) else None
         wire_format: dict[str, Any] | None = (
@@ -255,7 +271,8 @@ class LLMClient:
             messages = _ask_for_json(messages, wire_format)
             wire_format = None
         shaped, _, cap = await self.prepare(role, messages, tools, max_tokens)
-        request = self.request(role, shaped, tools, wire_format, cap, temperature, timeout)
+        request = self.request(role, shaped, tools, wire_format, cap, temperature, timeout,
+                               extra_body)
         response = await self._once(role, request, tools)
         if schema_model is None:
             return response

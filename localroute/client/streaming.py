@@ -35,11 +35,12 @@ async def stream_role(
     temperature: float | None,
     timeout: float | None,
     fallbacks: list[Fallback],
+    extra_body: dict[str, Any] | None = None,
 ) -> AsyncIterator[StreamEvent]:
     from localroute.client.llm_client import backoff_delay, normalise
 
     shaped, _, cap = await client.prepare(role, messages, tools, max_tokens)
-    request = client.request(role, shaped, tools, None, cap, temperature, timeout)
+    request = client.request(role, shaped, tools, None, cap, temperature, timeout, extra_body)
     backend = client.pool.for_role(role)
     attempt = 0
     while True:

@@ -86,18 +86,17 @@ class Effectors:
         self.roles = tuple(roles)
 
     def apply(self, mode: Mode) -> list[tuple[str, dict[str, Any]]]:
-        """Put `mode` into effect; returns (event name, data) for each effector that acted."""
-        from localroute.governance import events
-
+        """Put `mode` into effect; returns (effector, its figures) for each effector that acted:
+        `gates`, `roles` and `refusal`."""
         actions: list[tuple[str, dict[str, Any]]] = []
         if self.limiter is not None:
             scale = self.settings.gate_scale.get(mode, 1.0)
             changed = self.limiter.apply(scale)
             if changed:
-                actions.append((events.EFFECTOR_GATES, {"scale": scale, "gates": changed}))
+                actions.append(("gates", {"scale": scale, "gates": changed}))
         policy = self.modes.policy(mode)
         blocked = [r for r in self.roles if r not in policy.allowed_roles]
-        actions.append((events.EFFECTOR_ROLES, {
+        actions.append(("roles", {
             "allowed_roles": list(policy.allowed_roles), "downgraded_or_refused": blocked,
             "max_tokens": dict(policy.max_tokens),
             "max_concurrent_tasks": policy.max_concurrent_tasks,
@@ -105,8 +104,7 @@ class Effectors:
         limit = self.settings.refuse_prompt_tokens_above.get(mode)
         heavy = list(self.settings.heavy_roles) if mode != Mode.NORMAL else []
         if limit is not None or heavy:
-            actions.append((events.EFFECTOR_REFUSAL,
-                            {"prompt_tokens_above": limit, "heavy_roles": heavy}))
+            actions.append(("refusal", {"prompt_tokens_above": limit, "heavy_roles": heavy}))
         return actions
 
     def check(self, mode: Mode, cause: str, *, prompt_tokens: int | None = None,

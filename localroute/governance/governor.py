@@ -1,5 +1,10 @@
-"""The governor: sensors -> homeostasis -> effectors, each change recorded as an event with the
-readings that caused it. One per long-running process (the server); requests take its `mode`.
+"""The governor: sensors -> homeostasis -> effectors. One per long-running process (the server);
+requests take its `mode` and pass its `admit()`.
+
+Every rule trigger and clear, mode change, override, effector and refusal becomes a telemetry
+event (names and fields in `localroute/telemetry/events.py`, the one schema) carrying the sensor
+readings that caused it: kept in `Governor.events` for the status snapshot, logged with
+structlog, and emitted to the telemetry store when one is given.
 """
 
 from __future__ import annotations
@@ -7,21 +12,28 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from localroute.client.gates import Gate
 from localroute.client.llm_client import LLMClient
 from localroute.config.modes import Mode, ModesConfig
-from localroute.governance import events
 from localroute.governance.effectors import Effectors, GateLimiter, RequestRefused
 from localroute.governance.homeostasis import Homeostasis, Override, Step, Transition
 from localroute.governance.sensors import Reading, SensorMonitor, Source
 from localroute.governance.state_files import OverrideStore, RuntimeStore
+from localroute.telemetry import events as ev
+from localroute.telemetry.events import EventRow
 
-EventSink = Callable[[str, dict[str, Any]], None]
 log = structlog.get_logger("localroute.governance")
+RECENT_EVENTS = 500
+
+
+class EventSink(Protocol):
+    """Where governance events go: `localroute.telemetry.emitter.Telemetry` in a real process."""
+
+    def emit(self, row: EventRow) -> None: ...
 
 
 class Governor:
@@ -35,26 +47,34 @@ class Governor:
         clock: Callable[[], float] = time.monotonic,
         override_store: OverrideStore | None = None,
         runtime_store: RuntimeStore | None = None,
-        sink: EventSink | None = None,
+        telemetry: EventSink | None = None,
         interval_s: float | None = None,
         extra_snapshot: Callable[[], dict[str, Any]] | None = None,
+        override: Override | None = None,
     ) -> None:
+        """`override` pins the mode for this process only (`serve --mode`); without it the
+        persisted override of `override_store` (`localroute mode set`) applies."""
         self.modes = modes
         self.settings = modes.homeostasis
         self.clock = clock
         self.override_store = override_store
         self.runtime_store = runtime_store
-        self.sink = sink
+        self.telemetry = telemetry
         self.extra_snapshot = extra_snapshot
-        override = override_store.load() if override_store else None
+        if override is None and override_store is not None:
+            override = override_store.load()
         self._override_mtime = override_store.mtime() if override_store else None
         self.homeostasis = Homeostasis(self.settings, initial=modes.default_mode, clock=clock,
                                        override=override)
         self.limiter = GateLimiter(gates) if gates else None
         self.effectors = Effectors(self.settings, modes, self.limiter, roles)
-        self.monitor = SensorMonitor(sources, interval_s or self.settings.interval_s,
+        # With homeostasis off the monitor still ticks: it picks up `localroute mode set` from
+        # other processes and publishes the snapshot, but samples nothing.
+        self.monitor = SensorMonitor(sources if self.settings.enabled else [],
+                                     interval_s or self.settings.interval_s,
                                      on_reading=self.on_reading, clock=clock)
-        self.events: deque[dict[str, Any]] = deque(maxlen=500)
+        self.events: deque[EventRow] = deque(maxlen=RECENT_EVENTS)
+        self._blocked: str | None = None
 
     @property
     def mode(self) -> Mode:
@@ -63,50 +83,68 @@ class Governor:
     # ---- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        default = self.modes.default_mode
+        if self.mode != default:  # started pinned by an override: that is a change too
+            self.record(ev.mode_change(old=default.value, new=self.mode.value,
+                                       reason=self.cause, manual=True, readings={}))
         if self.mode != Mode.NORMAL:
-            self._apply(self.mode, {})
-        if self.settings.enabled:
-            self.monitor.start()
+            self._apply(self.mode, {}, self.cause)
+        self.publish()
+        self.monitor.start()
 
     async def stop(self) -> None:
         await self.monitor.stop()
         if self.limiter is not None:
             await self.limiter.restore()
+        if self.runtime_store is not None:
+            self.runtime_store.clear()
 
     # ---- one reading ---------------------------------------------------------------------
 
     async def on_reading(self, reading: Reading) -> Step:
         self._sync_override()
+        if not self.settings.enabled:
+            self.publish()
+            return Step()
         step = self.homeostasis.observe(reading.values, reading.at)
-        for state in step.triggered:
-            self.record(events.RULE_TRIGGERED, rule=state.rule.name, cause=state.describe(),
-                        readings=reading.values)
-        for state in step.cleared:
-            self.record(events.RULE_CLEARED, rule=state.rule.name, cause=state.describe_clear(),
-                        readings=reading.values)
-        if step.blocked:
-            self.record(events.MODE_BLOCKED, cause=step.blocked, readings=reading.values)
+        before = (step.transition.from_mode if step.transition else self.mode).value
+        for state, change, cause in (
+                [(s, "triggered", s.describe()) for s in step.triggered]
+                + [(s, "cleared", s.describe_clear()) for s in step.cleared]):
+            self.record(ev.governance_rule(
+                rule=state.rule.name, change=change, sensor=state.rule.sensor,
+                value=state.value, cause=cause, mode=before, readings=reading.values))
+        # A blocked change is seen on every sample until it resolves: record it once.
+        if step.blocked and step.blocked != self._blocked:
+            self.record(ev.mode_blocked(mode=self.mode.value,
+                                        wanted=self.homeostasis.wanted().value,
+                                        reason=step.blocked, readings=reading.values))
+        self._blocked = step.blocked
         if step.transition is not None:
             self._transition(step.transition)
-        if self.runtime_store is not None:
-            self.runtime_store.publish(self.snapshot())
+        self.publish()
         return step
 
     def _transition(self, t: Transition) -> None:
-        self.record(events.MODE_TRANSITION, **t.as_dict())
+        self.record(ev.mode_change(old=t.from_mode.value, new=t.to_mode.value, reason=t.cause,
+                                   manual=t.manual, readings=t.readings))
         self._apply(t.to_mode, t.readings, t.cause)
 
-    def _apply(self, mode: Mode, readings: dict[str, float | None], cause: str = "") -> None:
-        for name, data in self.effectors.apply(mode):
-            self.record(name, cause=cause, readings=readings, **data)
+    def _apply(self, mode: Mode, readings: dict[str, float | None], cause: str) -> None:
+        for effector, detail in self.effectors.apply(mode):
+            self.record(ev.governance_effector(effector=effector, mode=mode.value, cause=cause,
+                                               readings=readings, detail=detail))
 
-    def record(self, name: str, **data: Any) -> None:
-        event = {"event": name, "at": self.clock(), "wall_time": time.time(),
-                 "mode": self.mode.value, **data}
-        self.events.append(event)
-        log.info(name, **{k: v for k, v in event.items() if k != "event"})
-        if self.sink is not None:
-            self.sink(name, event)
+    def record(self, row: EventRow) -> None:
+        self.events.append(row)
+        log.info(row["event"], **row["data"])
+        if self.telemetry is not None:
+            self.telemetry.emit(row)
+
+    def publish(self) -> None:
+        """Write the snapshot for `localroute status` in other processes."""
+        if self.runtime_store is not None:
+            self.runtime_store.publish(self.snapshot())
 
     # ---- override and admission ----------------------------------------------------------
 
@@ -127,11 +165,13 @@ class Governor:
     def set_override(self, mode: Mode, reason: str, *, force: bool = False,
                      persist: bool = True) -> None:
         override = Override(mode=mode, reason=reason, set_at=time.time())
+        before = self.mode
         transition = self.homeostasis.set_override(override, force=force)
         if persist and self.override_store is not None:
             self.override_store.save(override)
             self._override_mtime = self.override_store.mtime()
-        self.record(events.MODE_OVERRIDE_SET, to=mode.value, reason=reason)
+        self.record(ev.mode_override(action="set", mode=before.value, target=mode.value,
+                                     reason=reason))
         if transition is not None:
             self._transition(transition)
 
@@ -142,18 +182,23 @@ class Governor:
         if persist and self.override_store is not None:
             self.override_store.clear()
             self._override_mtime = None
-        self.record(events.MODE_OVERRIDE_CLEARED)
+        self.record(ev.mode_override(action="cleared", mode=self.mode.value, target=None,
+                                     reason=None))
 
-    def admit(self, *, prompt_tokens: int | None = None, role: str | None = None) -> None:
+    def admit(self, *, prompt_tokens: int | None = None, role: str | None = None,
+              trace_id: str | None = None) -> None:
         """Raise RequestRefused (and record it) when the current mode refuses this request."""
         try:
-            self.effectors.check(self.mode, self._why(), prompt_tokens=prompt_tokens, role=role)
+            self.effectors.check(self.mode, self.cause, prompt_tokens=prompt_tokens, role=role)
         except RequestRefused as exc:
-            self.record(events.REQUEST_REFUSED, reason=str(exc), role=role,
-                        prompt_tokens=prompt_tokens)
+            self.record(ev.governance_refusal(
+                mode=self.mode.value, reason=str(exc), role=role, prompt_tokens=prompt_tokens,
+                readings=dict(self.homeostasis.last_values), trace_id=trace_id))
             raise
 
-    def _why(self) -> str:
+    @property
+    def cause(self) -> str:
+        """Why the mode is what it is: the override's reason, or the last transition's cause."""
         if self.homeostasis.override is not None:
             return f"set by hand: {self.homeostasis.override.reason}"
         last = self.homeostasis.history[-1] if self.homeostasis.history else None
@@ -167,7 +212,7 @@ class Governor:
         out: dict[str, Any] = {
             "mode": h.mode.value,
             "since": h.entered_at,
-            "cause": self._why(),
+            "cause": self.cause,
             "override": None if override is None else
             {"mode": override.mode.value, "reason": override.reason, "set_at": override.set_at},
             "sensors": dict(h.last_values),
@@ -199,28 +244,48 @@ def build_governor(
     client: LLMClient,
     modes: ModesConfig,
     *,
-    telemetry: Source | None = None,
+    requests: Source | None = None,
+    telemetry: EventSink | None = None,
     publish: bool = True,
-    sink: EventSink | None = None,
+    override: Override | None = None,
+    extra_snapshot: Callable[[], dict[str, Any]] | None = None,
 ) -> Governor:
     """The standard governor for a process serving `client`: machine sensors, the client's
-    gates, backend health at its slower interval, and telemetry's error rate / latency."""
+    gates (queue depth, in flight), backend health at its slower interval, and `requests`
+    (error rate / p95 latency, e.g. a `RequestWindow`). Events go to `telemetry`; with
+    `publish` the snapshot (plus `extra_snapshot()`) goes to the runtime file for `status`."""
     from localroute.backends.health import role_statuses
     from localroute.governance.sensors import BackendHealthSensor, GateSensor, SystemSensors
 
+    def busy() -> set[tuple[str, str | None]]:
+        gates = client.gates.snapshot()
+        return {(r.backend.value, r.endpoint) for r in client.profile.roles.values()
+                if any(gates[g.name]["in_flight"] for g in client.gates.gates_for(r))}
+
     async def down() -> int:
+        # A server busy with our own calls (when the probe starts or ends) is not down even if
+        # it misses the probe: llama.cpp with one slot answers nothing else while it generates.
+        # One that died fails those calls, frees their slots, and is counted at the next probe.
+        before = busy()
         statuses = await role_statuses(client.profile)
-        return len({(s.backend, s.endpoint) for s in statuses if not s.reachable})
+        spared = before | busy()
+        return len({(s.backend, s.endpoint) for s in statuses
+                    if not s.reachable and (s.backend, s.endpoint) not in spared})
 
     sources: list[Source] = [
         SystemSensors(),
         GateSensor(client.gates.snapshot),
         BackendHealthSensor(down, modes.homeostasis.health_interval_s),
     ]
-    if telemetry is not None:
-        sources.append(telemetry)
+    if requests is not None:
+        sources.append(requests)
+
+    def snapshot() -> dict[str, Any]:
+        return {"gate_state": client.gates.snapshot(),
+                **(extra_snapshot() if extra_snapshot is not None else {})}
+
     return Governor(
         modes, sources=sources, gates=client_gates(client), roles=tuple(client.profile.roles),
         override_store=OverrideStore(), runtime_store=RuntimeStore() if publish else None,
-        sink=sink, extra_snapshot=lambda: {"gate_state": client.gates.snapshot()},
+        telemetry=telemetry, extra_snapshot=snapshot, override=override,
     )

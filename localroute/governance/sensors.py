@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import structlog
 
-from localroute.governance import events
+from localroute.telemetry.events import EventName
 
 Values = Mapping[str, float | None]
 Source = Callable[[], Values | Awaitable[Values]]
@@ -163,7 +163,7 @@ async def sample(sources: Iterable[Source]) -> dict[str, float | None]:
                 result = await result
             values.update(result)
         except Exception as exc:  # a broken sensor must not stop the others
-            log.warning(events.SENSOR_ERROR, source=repr(source), error=str(exc))
+            log.warning(EventName.SENSOR_ERROR.value, source=repr(source), error=str(exc))
     return values
 
 

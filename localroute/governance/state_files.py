@@ -9,18 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
-from localroute.config.modes import Mode
+from localroute.config.modes import Mode, ModesConfig
+from localroute.config.telemetry import state_dir  # one state dir for telemetry and governance
 from localroute.governance.homeostasis import Override
-
-STATE_DIR_ENV = "LOCALROUTE_STATE_DIR"
-
-
-def state_dir() -> Path:
-    """$LOCALROUTE_STATE_DIR, else the platform's user state dir for localroute."""
-    chosen = os.environ.get(STATE_DIR_ENV)
-    return Path(chosen).expanduser() if chosen else Path(platformdirs.user_state_dir("localroute"))
 
 
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -76,7 +67,7 @@ class RuntimeStore:
         _write_atomic(self.path, {**snapshot, "published_at": time.time(), "pid": os.getpid()})
 
     def load(self, max_age_s: float) -> dict[str, Any] | None:
-        """The snapshot if it is fresh and its process still runs, else None."""
+        """The snapshot if it is fresh (a governor that stopped cleanly removed it), else None."""
         try:
             data: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
@@ -84,3 +75,21 @@ class RuntimeStore:
         if time.time() - float(data.get("published_at", 0)) > max_age_s:
             return None
         return data
+
+    def clear(self) -> None:
+        """Remove the snapshot if this process published it (another governor may own it)."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return
+        if data.get("pid") == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
+def manual_mode(modes: ModesConfig, store: OverrideStore | None = None) -> tuple[Mode, str]:
+    """The mode a process without a governor runs in, and why: the persisted manual override
+    (`localroute mode set`) when there is one, else modes.yaml's default_mode."""
+    override = (store or OverrideStore()).load()
+    if override is not None:
+        return override.mode, f"manual override: {override.reason}"
+    return modes.default_mode, "default_mode of modes.yaml"

@@ -1,6 +1,7 @@
 """One status snapshot: mode, sensor readings, loaded models and their memory, gates, recent
-requests. A running governor publishes its live state (mode, gates) to the runtime file; without
-one, the snapshot says so and shows the configured limits."""
+requests. A running governor (`localroute serve`) publishes its live state (mode, readings, gates
+with in-flight and queued calls, recent requests) to the runtime file; without one, the snapshot
+says so and shows the configured limits and the telemetry store's recent requests."""
 
 from __future__ import annotations
 
@@ -83,7 +84,11 @@ async def collect_status(
     live = runtime.load(max_age_s=3 * modes.homeostasis.interval_s + 5)
     sensors, models = await asyncio.gather(_sensors(live), _models(profile))
     recent_requests: list[dict[str, Any]] | str
-    if recent is None:
+    if live is not None and isinstance(live.get("recent_requests"), list):
+        # The serving process's own list: every request it answered or refused, direct roles
+        # included, with no store to read.
+        recent_requests = list(live["recent_requests"])
+    elif recent is None:
         recent_requests = "telemetry not available"
     else:
         try:

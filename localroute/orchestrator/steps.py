@@ -17,7 +17,7 @@ from localroute.routing.complexity import apply_mode, assess, select_role
 from localroute.routing.policy import RolePolicy, task_type
 from localroute.tools.base import ToolContext, ToolResult
 from localroute.tools.registry import ToolRegistry
-from localroute.types import LLMError
+from localroute.types import LLMError, LLMResponse
 from localroute.validation.checks import check_answer
 from localroute.validation.judge import judge
 
@@ -136,8 +136,7 @@ class Steps:
                 await self._prefetch_facts(ctx)
         max_tokens = self.policy(ctx).max_tokens.get(role.name)
         try:
-            response = await self.d.client.respond(role.name, ctx.conversation, tools=tools,
-                                                   max_tokens=max_tokens)
+            response = await self.call_model(ctx, role.name, tools, max_tokens)
         except LLMError as exc:
             ctx.fallbacks.extend(exc.fallbacks)
             ctx.error = f"{type(exc).__name__}: {exc}"
@@ -163,6 +162,14 @@ class Steps:
             ctx.validation = "skipped"
             return TaskState.SYNTHESIS, detail + "; validation skipped for this route"
         return TaskState.VALIDATION, detail
+
+    async def call_model(self, ctx: ExecutionContext, role: str,
+                         tools: list[dict[str, Any]] | None,
+                         max_tokens: int | None) -> LLMResponse:
+        """The answering model call of LLM_CALL; a caller with per-request sampling fields
+        (the OpenAI-compatible server) overrides it to add them."""
+        return await self.d.client.respond(role, ctx.conversation, tools=tools,
+                                           max_tokens=max_tokens)
 
     async def _prefetch_facts(self, ctx: ExecutionContext) -> None:
         results = [await self.d.registry.invoke(name, {}, self.d.tool_ctx, ctx.mode.value)

@@ -1,15 +1,21 @@
-"""The app factory: one FastAPI app serving one resolved profile."""
+"""The app factory: one FastAPI app serving one resolved profile, governed by one governor."""
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from localroute.client.llm_client import LLMClient
 from localroute.config.modes import ModesConfig, load_modes
 from localroute.config.schema import ResolvedProfile
+from localroute.governance.governor import Governor, build_governor
+from localroute.governance.homeostasis import Override
+from localroute.governance.sensors import RequestWindow
 from localroute.orchestrator.build import build_orchestrator
 from localroute.orchestrator.machine import Orchestrator
 from localroute.routing.classifier import RouteClassifier
@@ -19,8 +25,11 @@ from localroute.server.guards import Guards
 from localroute.server.overload import Admission
 from localroute.server.routes import register
 from localroute.server.settings import ServerSettings
-from localroute.server.state import ServerState
+from localroute.server.state import RECENT_REQUESTS, ServerState
 from localroute.telemetry.metrics import ServerMetrics
+from localroute.telemetry.wiring import shared_telemetry
+
+MODE_OPTION_REASON = "localroute serve --mode"
 
 
 def create_app(
@@ -31,27 +40,47 @@ def create_app(
     client: LLMClient | None = None,
     orchestrator: Orchestrator | None = None,
     classifier: RouteClassifier | None = None,
+    governor: Governor | None = None,
 ) -> FastAPI:
-    """An OpenAI-compatible app for `profile`; the client is closed when the app shuts down."""
+    """An OpenAI-compatible app for `profile`. The governor (sensors, modes, effectors) starts
+    with the app and stops with it; the client is closed when the app shuts down."""
     modes = modes or load_modes()
     client = client or LLMClient(profile)
     orchestrator = orchestrator or build_orchestrator(profile, modes=modes, client=client,
                                                       classifier=classifier)
+    admission = Admission(client.gates, settings.max_queue)
+    window = RequestWindow()
+    recent: deque[dict[str, Any]] = deque(maxlen=RECENT_REQUESTS)
+    if governor is None:
+        pinned = None if settings.mode is None else Override(
+            mode=settings.mode, reason=MODE_OPTION_REASON, set_at=time.time())
+        governor = build_governor(
+            client, modes, requests=window, telemetry=shared_telemetry(), override=pinned,
+            extra_snapshot=lambda: {"recent_requests": list(recent),
+                                    "admitted": admission.admitted()})
     state = ServerState(
         settings=settings,
         profile=profile,
         modes=modes,
         client=client,
         orchestrator=orchestrator,
-        admission=Admission(client.gates, settings.max_queue),
+        admission=admission,
         metrics=ServerMetrics(client.gates.snapshot),
         feedback=FeedbackLog(settings.feedback_path),
+        governor=governor,
+        window=window,
+        recent=recent,
     )
+    active = governor
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        await client.aclose()
+        await active.start()
+        try:
+            yield
+        finally:
+            await active.stop()
+            await client.aclose()
 
     # No generated docs: the API is OpenAI's, documented in docs/server.md.
     app = FastAPI(title="localroute", lifespan=lifespan, docs_url=None, redoc_url=None,

@@ -8,7 +8,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from localroute.orchestrator.state import ExecutionContext, StepRecord, TaskState
+from localroute.client.messages import estimate_tokens
+from localroute.orchestrator.state import ExecutionContext, TaskState
 from localroute.server.direct import SSE_HEADERS, Outcome, admit
 from localroute.server.disconnect import unless_disconnected
 from localroute.server.errors import APIError, from_llm_error
@@ -23,17 +24,20 @@ S = TaskState
 
 
 class _Admitter:
-    """Admits the request for its role once the pipeline has chosen one (tool-only answers
-    need no model and no admission). Raising from the step hook stops the run there."""
+    """Admits the request once the pipeline has chosen its role (a tool-only answer needs no
+    model and no admission): the governor's mode first (503), then gate room (429)."""
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, tools: list[dict[str, Any]] | None) -> None:
         self.state = state
+        self.tools = tools
         self.ticket: Ticket | None = None
         self.started = time.perf_counter()
 
-    def __call__(self, ctx: ExecutionContext, record: StepRecord) -> None:
-        if record.next_state == S.LLM_CALL and self.ticket is None and ctx.role is not None:
-            self.ticket = admit(self.state, ctx.role)
+    def __call__(self, ctx: ExecutionContext) -> None:
+        assert ctx.role is not None
+        self.state.govern(prompt_tokens=estimate_tokens(ctx.messages, self.tools),
+                          role=ctx.role, trace_id=ctx.trace_id)
+        self.ticket = admit(self.state, ctx.role)
 
     def release(self) -> None:
         if self.ticket is not None:
@@ -73,9 +77,11 @@ async def answer_auto(state: ServerState, request: Request, req: ChatCompletionR
     options = RequestOptions(tools=req.tools, response_format=req.response_format,
                              temperature=req.temperature, max_tokens=req.token_limit,
                              passthrough=req.passthrough())
-    admitter = _Admitter(state)
-    run = auto_run(state.orchestrator, options, state.mode, admitter)
-    ctx = ExecutionContext(messages=messages, mode=state.mode)
+    mode = state.mode  # one mode for the whole request, even if the governor moves on
+    admitter = _Admitter(state, req.tools)
+    run = auto_run(state.orchestrator, options, mode, admitter)
+    ctx = ExecutionContext(messages=messages, mode=mode)
+    outcome.trace_id = ctx.trace_id
     try:
         ctx = await unless_disconnected(request, run.orchestrator.run(ctx))
     finally:
@@ -90,7 +96,7 @@ async def answer_auto(state: ServerState, request: Request, req: ChatCompletionR
         escalated=bool(routing_decision and routing_decision.escalated),
         failed_rounds=max(0, failed_rounds))
     if ctx.state == S.FAILED:
-        raise _failure(ctx, run.steps.failure)
+        raise run.steps.refusal or _failure(ctx, run.steps.failure)
     state.feedback.served(ctx.trace_id)
     routing = _routing(ctx)
     response = ctx.response if ctx.role is not None else None

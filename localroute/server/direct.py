@@ -13,13 +13,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from localroute.client.messages import estimate_tokens
 from localroute.server.disconnect import unless_disconnected
 from localroute.server.errors import APIError, from_llm_error
 from localroute.server.openai_format import DONE, ChunkWriter, Routing, completion, replay
 from localroute.server.overload import Overloaded, Ticket
-from localroute.server.pipeline import RequestOptions, scoped_client
+from localroute.server.pipeline import RequestOptions
 from localroute.server.schemas import ChatCompletionRequest
 from localroute.server.state import ServerState
+from localroute.telemetry.recorder import bind_trace
 from localroute.types import LLMError, LLMResponse, ToolCall
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -32,6 +34,9 @@ class Outcome:
     route: str = "none"
     role: str = "none"
     status: int = 200
+    code: str | None = None  # the error code of a refused or failed request
+    model: str | None = None  # what the request asked for
+    trace_id: str | None = None
     deferred: bool = False  # a stream records its own outcome when it ends
 
 
@@ -52,24 +57,28 @@ def admit(state: ServerState, role: str) -> Ticket:
 async def answer_direct(state: ServerState, request: Request, req: ChatCompletionRequest,
                         role_name: str, messages: list[dict[str, Any]],
                         outcome: Outcome) -> Response:
-    role = state.allowed_role(role_name)
+    mode = state.mode  # one mode for the whole request, even if the governor moves on
+    role = state.allowed_role(role_name, mode)
     outcome.role = role.name
+    trace_id = outcome.trace_id = uuid.uuid4().hex
+    state.govern(prompt_tokens=estimate_tokens(messages, req.tools), role=role.name,
+                 trace_id=trace_id)
     options = RequestOptions(tools=req.tools, response_format=req.response_format,
                              temperature=req.temperature,
-                             max_tokens=state.token_cap(role.name, req.token_limit),
+                             max_tokens=state.token_cap(role.name, req.token_limit, mode),
                              passthrough=req.passthrough())
-    client = scoped_client(state.client, options.passthrough)
-    trace_id = uuid.uuid4().hex
     ticket = admit(state, role.name)
     if req.stream and options.response_format is None:
         # The ticket is released by the stream when it ends, however it ends.
-        return _stream(state, ticket, client, role.name, messages, options, trace_id,
+        return _stream(state, ticket, role.name, messages, options, trace_id,
                        req.include_usage, outcome)
+    bind_trace(trace_id)  # the model.call event carries the trace id the client gets
     started = time.perf_counter()
     try:
-        response = await unless_disconnected(request, client.respond(
+        response = await unless_disconnected(request, state.client.respond(
             role.name, messages, tools=options.tools, response_format=options.response_format,
-            max_tokens=options.max_tokens, temperature=options.temperature))
+            max_tokens=options.max_tokens, temperature=options.temperature,
+            extra_body=options.extra_body))
     except LLMError as exc:
         raise from_llm_error(exc) from None
     finally:
@@ -88,9 +97,9 @@ async def answer_direct(state: ServerState, request: Request, req: ChatCompletio
     return JSONResponse(body, headers=routing.headers())
 
 
-def _stream(state: ServerState, ticket: Ticket, client: Any, role: str,
-            messages: list[dict[str, Any]], options: RequestOptions, trace_id: str,
-            include_usage: bool, outcome: Outcome) -> StreamingResponse:
+def _stream(state: ServerState, ticket: Ticket, role: str, messages: list[dict[str, Any]],
+            options: RequestOptions, trace_id: str, include_usage: bool,
+            outcome: Outcome) -> StreamingResponse:
     model = state.profile.role(role).id
     routing = _routing(trace_id, role, model)
     writer = ChunkWriter(routing, model)
@@ -99,13 +108,16 @@ def _stream(state: ServerState, ticket: Ticket, client: Any, role: str,
     async def events() -> AsyncIterator[bytes]:
         started = time.perf_counter()
         status = 200
+        code: str | None = None
+        bind_trace(trace_id)
         try:
             yield writer.role()
             calls: list[ToolCall] = []
             final: LLMResponse | None = None
-            async with aclosing(client.stream(role, messages, tools=options.tools,
-                                              max_tokens=options.max_tokens,
-                                              temperature=options.temperature)) as stream:
+            async with aclosing(state.client.stream(
+                    role, messages, tools=options.tools, max_tokens=options.max_tokens,
+                    temperature=options.temperature,
+                    extra_body=options.extra_body)) as stream:
                 async for event in stream:
                     if event.type == "content":
                         yield writer.content(event.text)
@@ -117,8 +129,8 @@ def _stream(state: ServerState, ticket: Ticket, client: Any, role: str,
                         final = event.response
                     elif event.type == "error":
                         # Headers are gone: the error travels in the stream, then it ends.
-                        status = 503
-                        yield writer.error(event.error, "backend_unavailable")
+                        status, code = 503, "backend_unavailable"
+                        yield writer.error(event.error, code)
                         yield DONE
                         return
             if calls:
@@ -133,7 +145,8 @@ def _stream(state: ServerState, ticket: Ticket, client: Any, role: str,
         finally:
             elapsed = time.perf_counter() - started
             ticket.release(elapsed)
-            state.metrics.observe("direct", role, status, elapsed)
+            state.observe(model=outcome.model, route="direct", role=role, status=status,
+                          seconds=elapsed, code=code, trace_id=trace_id)
 
     outcome.deferred = True
     return StreamingResponse(events(), media_type="text/event-stream",

@@ -2,22 +2,29 @@
 
 A client may send its own tools, a response format, a temperature, max_tokens and fields like
 `tool_choice`. The orchestrator knows none of these, so each request gets a light orchestrator
-over the shared parts (client, router, tools): its mode policy carries the request's token cap,
-and its LLM_CALL step -- when the request directs the model -- calls the chosen role with the
-client's tools and format and hands tool calls back to the client instead of running them.
+over the shared parts (client, router, tools, the telemetry hook): its mode policy carries the
+request's token cap, its model call carries the request's temperature and extra fields, and --
+when the client brings its own tools or a format -- its LLM_CALL step calls the chosen role with
+them and hands tool calls back to the client instead of running them. The request is admitted
+(governance mode, then gate room) when the pipeline first needs a model: a tool-only answer needs
+neither.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from localroute.client.llm_client import LLMClient
 from localroute.config.modes import Mode, ModesConfig
-from localroute.orchestrator.machine import Orchestrator, StepHook, step_table
+from localroute.orchestrator.machine import Orchestrator, step_table
 from localroute.orchestrator.state import ExecutionContext, TaskState
 from localroute.orchestrator.steps import Deps, Outcome, Steps
-from localroute.types import LLMError
+from localroute.server.errors import APIError
+from localroute.types import LLMError, LLMResponse
+
+# Admits the request for ctx.role or raises APIError (503 mode refusal, 429 overload).
+Admit = Callable[[ExecutionContext], None]
 
 
 @dataclass
@@ -32,21 +39,12 @@ class RequestOptions:
 
     @property
     def directed(self) -> bool:
-        return bool(self.tools or self.response_format or self.passthrough
-                    or self.temperature is not None)
+        """The client steers the answer: it runs its own tools, or it wants a format."""
+        return bool(self.tools or self.response_format)
 
-
-def scoped_client(base: LLMClient, extra: dict[str, Any]) -> LLMClient:
-    """A client whose roles also send `extra` (tool_choice, stop...), sharing the base client's
-    backends and gates: LLMClient takes request fields only from role config, so a per-request
-    view of the profile is how they reach the server without a second set of slots."""
-    if not extra:
-        return base
-    roles = {name: role.model_copy(update={"extra_body": {**role.extra_body, **extra}})
-             for name, role in base.profile.roles.items()}
-    client = LLMClient(base.profile.model_copy(update={"roles": roles}), pool=base.pool)
-    client.gates = base.gates
-    return client
+    @property
+    def extra_body(self) -> dict[str, Any] | None:
+        return self.passthrough or None
 
 
 def capped_modes(modes: ModesConfig, mode: Mode, roles: list[str], limit: int) -> ModesConfig:
@@ -58,22 +56,41 @@ def capped_modes(modes: ModesConfig, mode: Mode, roles: list[str], limit: int) -
 
 
 class ServerSteps(Steps):
-    def __init__(self, deps: Deps, options: RequestOptions, client: LLMClient) -> None:
+    def __init__(self, deps: Deps, options: RequestOptions, admit: Admit) -> None:
         super().__init__(deps)
         self.options = options
-        self.client = client
+        self.admit = admit
+        self.admitted = False
         self.failure: LLMError | None = None
+        self.refusal: APIError | None = None
+
+    async def call_model(self, ctx: ExecutionContext, role: str,
+                         tools: list[dict[str, Any]] | None,
+                         max_tokens: int | None) -> LLMResponse:
+        o = self.options
+        return await self.d.client.respond(role, ctx.conversation, tools=tools,
+                                           max_tokens=max_tokens, temperature=o.temperature,
+                                           extra_body=o.extra_body)
 
     async def llm_call(self, ctx: ExecutionContext) -> Outcome:
+        if not self.admitted:  # LLM_CALL runs again after a tool round or a failed validation
+            try:
+                self.admit(ctx)
+            except APIError as exc:
+                self.refusal = exc
+                ctx.error = exc.message
+                return TaskState.FAILED, f"refused ({exc.status}): {exc.message}"
+            self.admitted = True
         if not self.options.directed:
             return await super().llm_call(ctx)
         assert ctx.role is not None and ctx.routing is not None
         o = self.options
         role = self.d.profile.role(ctx.role)
         try:
-            response = await self.client.respond(
+            response = await self.d.client.respond(
                 role.name, ctx.conversation, tools=o.tools, response_format=o.response_format,
-                max_tokens=self.policy(ctx).max_tokens.get(role.name), temperature=o.temperature)
+                max_tokens=self.policy(ctx).max_tokens.get(role.name), temperature=o.temperature,
+                extra_body=o.extra_body)
         except LLMError as exc:
             self.failure = exc
             ctx.fallbacks.extend(exc.fallbacks)
@@ -104,13 +121,13 @@ class AutoRun:
     steps: ServerSteps
 
 
-def auto_run(base: Orchestrator, options: RequestOptions, mode: Mode,
-             hook: StepHook | None) -> AutoRun:
+def auto_run(base: Orchestrator, options: RequestOptions, mode: Mode, admit: Admit) -> AutoRun:
     deps = base.deps
     if options.max_tokens is not None:
         deps = replace(deps, modes=capped_modes(deps.modes, mode, list(deps.profile.roles),
                                                 options.max_tokens))
-    steps = ServerSteps(deps, options, scoped_client(deps.client, options.passthrough))
-    orchestrator = Orchestrator(deps, step_limit=base.step_limit, on_step=hook,
+    steps = ServerSteps(deps, options, admit)
+    # The base orchestrator's hook is telemetry's recorder: every request is recorded.
+    orchestrator = Orchestrator(deps, step_limit=base.step_limit, on_step=base.on_step,
                                 table=step_table(steps))
     return AutoRun(orchestrator, steps)

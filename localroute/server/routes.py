@@ -37,6 +37,7 @@ async def chat_completions(request: Request) -> Response:
     outcome = Outcome()
     try:
         req: ChatCompletionRequest = parse_body(await request.body(), ChatCompletionRequest)
+        outcome.model = req.model
         if req.n != 1:
             raise APIError(400, f"n: only n=1 is supported (got {req.n})", param="n",
                            code="unsupported_value")
@@ -54,7 +55,7 @@ async def chat_completions(request: Request) -> Response:
         outcome.status = response.status_code
         return response
     except APIError as exc:
-        outcome.status = exc.status
+        outcome.status, outcome.code = exc.status, exc.code
         raise
     except ClientGone:
         outcome.status = CLIENT_CLOSED
@@ -64,8 +65,9 @@ async def chat_completions(request: Request) -> Response:
         raise
     finally:
         if not outcome.deferred:
-            state.metrics.observe(outcome.route, outcome.role, outcome.status,
-                                  time.perf_counter() - started)
+            state.observe(model=outcome.model, route=outcome.route, role=outcome.role,
+                          status=outcome.status, seconds=time.perf_counter() - started,
+                          code=outcome.code, trace_id=outcome.trace_id)
 
 
 async def list_models(request: Request) -> JSONResponse:

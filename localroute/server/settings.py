@@ -18,8 +18,9 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8808, ge=0, le=65535)
     api_key: str | None = None
-    # Server-wide governance mode; the orchestrator applies its policy to every request.
-    mode: Mode = Mode.NORMAL
+    # A manual override of the governor's mode for this process (`serve --mode`); None: the
+    # sensors decide, or the persisted `localroute mode set` override.
+    mode: Mode | None = None
     max_body_bytes: PositiveInt = 4 * 1024 * 1024
     max_messages: PositiveInt = 256
     # Calls allowed to wait per gate beyond its slots; one more is answered 429.

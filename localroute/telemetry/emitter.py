@@ -47,8 +47,10 @@ class Telemetry:
         structlog JSON line (both off the request path)."""
         self.writer.put(row)
 
-    def mode_change(self, old: str, new: str, reason: str) -> None:
-        self.emit(ev.mode_change(old=old, new=new, reason=reason))
+    def mode_change(self, old: str, new: str, reason: str, *, manual: bool = False,
+                    readings: ev.Readings | None = None) -> None:
+        self.emit(ev.mode_change(old=old, new=new, reason=reason, manual=manual,
+                                 readings=readings))
 
     def prune(self, now: float | None = None) -> int:
         return self.store.prune(self.settings.max_age_days, self.settings.max_rows,

@@ -22,6 +22,13 @@ class EventName(StrEnum):
     TOOL_CALL = "tool.call"
     VALIDATION_VERDICT = "validation.verdict"
     MODE_CHANGE = "mode.change"
+    MODE_OVERRIDE = "mode.override"
+    MODE_BLOCKED = "mode.blocked"
+    GOVERNANCE_RULE = "governance.rule"
+    GOVERNANCE_EFFECTOR = "governance.effector"
+    GOVERNANCE_REFUSAL = "governance.refusal"
+    # Logged (structlog) but not stored: a sensor that fails fails on every sample.
+    SENSOR_ERROR = "governance.sensor_error"
     REQUEST_OUTCOME = "request.outcome"
     FEEDBACK = "request.feedback"
     BENCHMARK_RESULT = "benchmark.result"
@@ -126,10 +133,59 @@ def validation_verdict(trace_id: str, parent: str | None, *, role: str | None, r
                 role=role, route=route, duration_ms=elapsed_ms, ok=passed)
 
 
-def mode_change(*, old: str, new: str, reason: str, trace_id: str | None = None) -> EventRow:
-    """The governance mode changed (not tied to a request unless `trace_id` is given)."""
+Readings = dict[str, float | None]
+
+
+def mode_change(*, old: str, new: str, reason: str, manual: bool = False,
+                readings: Readings | None = None, trace_id: str | None = None) -> EventRow:
+    """The governance mode changed (not tied to a request unless `trace_id` is given);
+    `readings` are the sensor values that caused it, `manual` when a person set it."""
     return _row(EventName.MODE_CHANGE, trace_id or new_trace_id(), None,
-                {"from": old, "to": new, "reason": reason})
+                {"from": old, "to": new, "reason": reason, "manual": manual,
+                 "readings": readings or {}})
+
+
+def mode_override(*, action: str, mode: str, target: str | None,
+                  reason: str | None) -> EventRow:
+    """A manual override was set (`target`, `reason`) or cleared; `mode` is the mode then."""
+    if action not in ("set", "cleared"):
+        raise ValueError(f"mode override action '{action}' is not allowed; use set or cleared")
+    return _row(EventName.MODE_OVERRIDE, new_trace_id(), None,
+                {"action": action, "mode": mode, "target": target, "reason": reason})
+
+
+def mode_blocked(*, mode: str, wanted: str, reason: str, readings: Readings) -> EventRow:
+    """The sensors want another mode but no allowed edge leads there (yet)."""
+    return _row(EventName.MODE_BLOCKED, new_trace_id(), None,
+                {"mode": mode, "wanted": wanted, "reason": reason, "readings": readings},
+                ok=False)
+
+
+def governance_rule(*, rule: str, change: str, sensor: str, value: float | None, cause: str,
+                    mode: str, readings: Readings) -> EventRow:
+    """A homeostasis rule `triggered` (its threshold held for its duration) or `cleared`."""
+    if change not in ("triggered", "cleared"):
+        raise ValueError(f"rule change '{change}' is not allowed; use triggered or cleared")
+    return _row(EventName.GOVERNANCE_RULE, new_trace_id(), None,
+                {"rule": rule, "change": change, "sensor": sensor, "value": value,
+                 "cause": cause, "mode": mode, "readings": readings})
+
+
+def governance_effector(*, effector: str, mode: str, cause: str, readings: Readings,
+                        detail: dict[str, Any]) -> EventRow:
+    """What a mode did to the running stack: `gates` narrowed or restored, `roles` allowed and
+    capped, `refusal` limits in force; `detail` holds the effector's own figures."""
+    return _row(EventName.GOVERNANCE_EFFECTOR, new_trace_id(), None,
+                {**detail, "effector": effector, "mode": mode, "cause": cause,
+                 "readings": readings})
+
+
+def governance_refusal(*, mode: str, reason: str, role: str | None, prompt_tokens: int | None,
+                       readings: Readings, trace_id: str | None = None) -> EventRow:
+    """A new request the mode did not admit (heavy role, prompt over the mode's limit)."""
+    return _row(EventName.GOVERNANCE_REFUSAL, trace_id or new_trace_id(), None,
+                {"mode": mode, "reason": reason, "prompt_tokens": prompt_tokens,
+                 "readings": readings}, role=role, ok=False)
 
 
 def request_outcome(trace_id: str, span_id: str, *, state: str, success: bool, mode: str,

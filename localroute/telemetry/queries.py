@@ -121,7 +121,21 @@ def summarise(row: dict[str, Any]) -> str:
     if name == EventName.FEEDBACK:
         return f"feedback {d['verdict']}" + (f": {d['note']}" if d.get("note") else "")
     if name == EventName.MODE_CHANGE:
-        return f"mode {d['from']} -> {d['to']}: {d['reason']}"
+        return (f"mode {d['from']} -> {d['to']}" + (" (manual)" if d.get("manual") else "")
+                + f": {d['reason']}")
+    if name == EventName.MODE_OVERRIDE:
+        if d["action"] == "cleared":
+            return f"manual override cleared (mode {d['mode']})"
+        return f"manual override {d['target']}: {d['reason']}"
+    if name == EventName.MODE_BLOCKED:
+        return f"mode {d['mode']} wants {d['wanted']}: {d['reason']}"
+    if name == EventName.GOVERNANCE_RULE:
+        return f"rule {d['rule']} {d['change']}: {d['cause']}"
+    if name == EventName.GOVERNANCE_EFFECTOR:
+        return f"{d['effector']} effector for mode {d['mode']}" + (
+            f": {d['cause']}" if d["cause"] else "")
+    if name == EventName.GOVERNANCE_REFUSAL:
+        return f"refused in mode {d['mode']}: {d['reason']}"
     return ", ".join(f"{k}={v}" for k, v in d.items())
 
 

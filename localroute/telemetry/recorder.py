@@ -42,6 +42,13 @@ class _Trace:
 _current: ContextVar[_Trace | None] = ContextVar("localroute_trace", default=None)
 
 
+def bind_trace(trace_id: str) -> None:
+    """Attach the model calls made from here on in the current task to `trace_id`: for a
+    request answered without the orchestrator (the server's direct roles), so its model.call
+    events carry the trace id the client was given."""
+    _current.set(_Trace(trace_id, ev.new_span_id(), ev.new_span_id()))
+
+
 def request_success(ctx: ExecutionContext, next_state: str) -> bool:
     """A request succeeded when it completed and its answer was not flagged unvalidated."""
     return next_state == "COMPLETED" and ctx.validation != "unvalidated"

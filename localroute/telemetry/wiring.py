@@ -47,6 +47,26 @@ class Instrumentation:
         return both
 
 
+_unreachable: set[str] = set()
+
+
+def shared_telemetry(config: TelemetryConfig | None = None) -> Telemetry | None:
+    """The process-wide recorder of telemetry.yaml's store, or None when recording is off or
+    the store cannot be reached (said once per store, and requests still run without it)."""
+    config = config or load_telemetry_config()
+    if not config.telemetry.enabled:
+        return None
+    url = config.telemetry.resolved_url()
+    if url in _unreachable:
+        return None
+    try:
+        return Telemetry.shared(config.telemetry)
+    except ConnectionError as exc:
+        _unreachable.add(url)
+        print(f"localroute: telemetry is off for this run: {exc}", file=sys.stderr)
+        return None
+
+
 def instrument(
     profile: ResolvedProfile,
     modes: ModesConfig,
@@ -58,11 +78,8 @@ def instrument(
     telemetry: Telemetry | None = None,
 ) -> Instrumentation:
     config = config or load_telemetry_config()
-    if telemetry is None and config.telemetry.enabled:
-        try:
-            telemetry = Telemetry.shared(config.telemetry)
-        except ConnectionError as exc:  # said once, and requests still run without it
-            print(f"localroute: telemetry is off for this run: {exc}", file=sys.stderr)
+    if telemetry is None:
+        telemetry = shared_telemetry(config)
     cache = None
     if config.routing_cache.enabled:
         cache = shared_cache(config.routing_cache)
