@@ -94,3 +94,16 @@ def test_eval_routing_json_has_the_documented_keys() -> None:
 def test_eval_routing_cv_requires_no_model() -> None:
     done = cli("eval", "routing", str(SHARED_DATA / "routing_dev.jsonl"), "--cv", "5")
     assert done.returncode == 2 and "add --no-model" in done.stderr
+
+
+def test_stats_count_eval_routing_decisions_and_ask_calls(tmp_path: object) -> None:
+    env = {"LOCALROUTE_STATE_DIR": str(tmp_path)}
+    dev = str(SHARED_DATA / "routing_dev.jsonl")
+    assert cli("eval", "routing", dev, "--no-model", "--json", env=env).returncode == 0
+    assert cli("ask", "how much memory is free?", "--profile", "m4max", env=env).returncode == 0
+    done = cli("stats", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    assert sum(stats["decided_by"].values()) == 303  # 302 evaluated + 1 asked
+    assert stats["requests"] == 1 and stats["adr"]["direct_tool_execution_rate"] == 1.0
+    assert stats["router_model_escalation_rate"] == 0.0

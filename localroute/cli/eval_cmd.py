@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from localroute.client.llm_client import LLMClient
 from localroute.config.modes import load_modes
 from localroute.routing.cascade import Stage1Router
 from localroute.routing.classifier import RouteClassifier
+from localroute.routing.decision import RoutingDecision
 from localroute.routing.training import (
     EvalReport,
     cross_validate,
@@ -22,6 +25,8 @@ from localroute.routing.training import (
     resolve_dev_path,
     train_router,
 )
+from localroute.telemetry import events as ev
+from localroute.telemetry.wiring import shared_telemetry
 
 eval_app = typer.Typer(help="Evaluate routing and grade model answers.", no_args_is_help=True)
 
@@ -43,6 +48,8 @@ def eval_routing(
                                   "k-1 folds (+ the packaged examples), score the held-out fold."),
     seed: int = typer.Option(0, "--seed", help="Seed for folds and training."),
     profile: str | None = ProfileOpt,
+    record: bool = typer.Option(True, "--record/--no-record", help="Record each routing "
+                                "decision in telemetry (so `stats` counts them)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Routing accuracy, per-route precision/recall, confusion, bypass and escalation rates,
@@ -59,11 +66,15 @@ def eval_routing(
     else:
         classifier = RouteClassifier.load()
         escalations = [0]
+        telemetry = shared_telemetry() if record else None
+        sink = _recorder(telemetry) if telemetry is not None else None
         if no_model:
-            predict = _fast(classifier, settings)
+            predict = _fast(classifier, settings, sink)
         else:
-            predict = _with_model(classifier, settings, profile, escalations)
+            predict = _with_model(classifier, settings, profile, escalations, sink)
         report = evaluate(predict, rows)
+        if telemetry is not None:
+            telemetry.flush()
         result = _report_json(report, escalations[0] / len(rows),
                               {"artifact": classifier.artifact_id()})
     if as_json:
@@ -72,18 +83,34 @@ def eval_routing(
     _print_report(result)
 
 
-def _fast(classifier: RouteClassifier, settings: Any) -> Any:
+Sink = Callable[[RoutingDecision], None]
+
+
+def _recorder(telemetry: Any) -> Sink:
+    def sink(d: RoutingDecision) -> None:
+        telemetry.emit(ev.routing_decision(
+            f"eval-{uuid.uuid4().hex}", None, route=d.route, decided_by=d.decided_by,
+            confidence=d.confidence, latency_ms=d.latency_ms, escalated=d.escalated,
+            escalation_error=d.escalation_error,
+            tool=d.tool_call.name if d.tool_call else None, reason=d.reason))
+
+    return sink
+
+
+def _fast(classifier: RouteClassifier, settings: Any, sink: Sink | None = None) -> Any:
     router = Stage1Router(classifier, settings)
 
     def predict(query: str) -> tuple[str, str | None]:
         d = router.decide_fast(query)
+        if sink is not None:
+            sink(d)
         return d.route, d.tool_call.name if d.tool_call else None
 
     return predict
 
 
 def _with_model(classifier: RouteClassifier, settings: Any, profile: str | None,
-                escalations: list[int]) -> Any:
+                escalations: list[int], sink: Sink | None) -> Any:
     loop = asyncio.new_event_loop()
     active = loop.run_until_complete(active_profile(profile))
     router = Stage1Router(classifier, settings, LLMClient(active))
@@ -91,6 +118,8 @@ def _with_model(classifier: RouteClassifier, settings: Any, profile: str | None,
     def predict(query: str) -> tuple[str, str | None]:
         d = loop.run_until_complete(router.decide(query))
         escalations[0] += int(d.escalated)
+        if sink is not None:
+            sink(d)
         return d.route, d.tool_call.name if d.tool_call else None
 
     return predict
