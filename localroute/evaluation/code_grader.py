@@ -9,7 +9,6 @@ the function body), followed by the tests.
 from __future__ import annotations
 
 import ast
-import json
 import queue
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -20,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from localroute.evaluation.sandbox import SandboxConfig, SandboxResult, run_program
+from localroute.jsonl import read_objects
 
 _STDERR_TAIL = 2000
 _FIELDS = "id, prompt, entry_point, tests, completion"
@@ -123,23 +123,9 @@ def grade_code_rows(
 
 def load_code_rows(path: str | Path) -> list[CodeRow]:
     """Read a JSON Lines file of rows; a malformed row raises CodeRowError naming file:line."""
-    source = Path(path)
-    try:
-        lines = source.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise CodeRowError(f"{source}: cannot read the rows file ({exc.strerror})") from exc
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{source}:{number}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CodeRowError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from exc
-        rows.append(_validate(data, where))
+    rows = [_validate(data, where) for where, data in read_objects(path, CodeRowError, _FIELDS)]
     if not rows:
-        raise CodeRowError(f"{source}: no rows; each line must be a JSON object with {_FIELDS}")
+        raise CodeRowError(f"{path}: no rows; each line must be a JSON object with {_FIELDS}")
     return rows
 
 

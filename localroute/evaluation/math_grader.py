@@ -13,7 +13,6 @@ it runs past the timeout. Every row gets a recorded verdict; nothing is silently
 from __future__ import annotations
 
 import atexit
-import json
 import multiprocessing
 import os
 import threading
@@ -37,6 +36,7 @@ from localroute.evaluation.math_normalize import (
     unwrap_command,
 )
 from localroute.evaluation.math_worker import compare, warm_up
+from localroute.jsonl import read_objects
 
 __all__ = [
     "GRADER_VERSION",
@@ -313,24 +313,8 @@ def grade_many(
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise MathGraderInputError(f"{path}: cannot read the file ({exc.strerror})") from exc
     rows: list[dict[str, Any]] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise MathGraderInputError(f"{where}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise MathGraderInputError(
-                f"{where}: expected a JSON object with 'gold' and 'prediction', "
-                f"got {type(row).__name__}"
-            )
+    for where, row in read_objects(path, MathGraderInputError, "'gold' and 'prediction'"):
         for key in ("gold", "prediction"):
             value = row.get(key)
             if isinstance(value, bool) or not isinstance(value, str | int | float):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 from sklearn.model_selection import StratifiedKFold
 
+from localroute.jsonl import read_objects
 from localroute.routing.classifier import RouteClassifier, clear_packaged_cache
 from localroute.routing.rules import apply_rules
 from localroute.routing.types import ROUTES, RouteRow
@@ -61,32 +61,18 @@ class TrainReport(BaseModel):
 
 def load_rows(path: Path | str) -> list[RouteRow]:
     """Read a JSONL file of labelled rows; a bad row raises RowLoadError naming file:line."""
-    source = Path(path)
-    if not source.is_file():
-        raise RowLoadError(f"{source}: file not found; pass the path of a routing JSONL file")
     rows: list[RouteRow] = []
-    with source.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{source}:{number}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RowLoadError(f"{where}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(data, dict):
-                raise RowLoadError(f"{where}: expected a JSON object with query and route")
-            try:
-                row = RouteRow.model_validate(data)
-            except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in err['loc']) or 'row'}: {err['msg']}"
-                    for err in exc.errors()
-                )
-                raise RowLoadError(
-                    f"{where}: {problems} (route must be one of {', '.join(ROUTES)})"
-                ) from exc
-            rows.append(row)
+    for where, data in read_objects(path, RowLoadError, "query and route"):
+        try:
+            rows.append(RouteRow.model_validate(data))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'row'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise RowLoadError(
+                f"{where}: {problems} (route must be one of {', '.join(ROUTES)})"
+            ) from exc
     return rows
 
 
