@@ -19,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.servers import MODEL_ALIAS, LlamaServer, free_port
+from tests.support.servers import MODEL_ALIAS, LlamaServer, free_port, wait_for_http
 
 ROLES = ("router", "reasoning", "coding", "coding_large_context", "summarization")
 WEATHER_TOOL: Any = {"type": "function", "function": {
@@ -63,19 +63,12 @@ class Serve:
             self._wait()
 
     def _wait(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                out = self.output()
-                raise RuntimeError(f"localroute serve exited with {self.proc.returncode}: {out}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"localroute serve did not answer on {self.url}")
+        try:
+            wait_for_http(self.url + "/health", self.proc, timeout, "localroute serve")
+        except RuntimeError as exc:
+            out = self.output()
+            self.stop()
+            raise RuntimeError(f"{exc}: {out}") from exc
 
     def output(self) -> str:
         self.log.seek(0)

@@ -27,6 +27,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for_http(url: str, proc: subprocess.Popen[bytes], timeout: float, name: str) -> None:
+    """Until `url` answers 200; raises when the process exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} did not answer on {url} in {timeout:g} s")
+
+
 class LlamaServer:
     """`python -m llama_cpp.server` on a free loopback port, stopped on close."""
 
@@ -59,18 +74,11 @@ class LlamaServer:
         self._wait()
 
     def _wait(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(self.base_url + "/models", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"llama_cpp.server did not answer on {self.url} in {timeout:g} s")
+        try:
+            wait_for_http(self.base_url + "/models", self.proc, timeout, "llama_cpp.server")
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.proc.poll() is None:
