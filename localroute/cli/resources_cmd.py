@@ -151,9 +151,9 @@ def _compare(active: ResolvedProfile, base: StackPlan, variants: list[str], kv_c
         return
     table = Table(title=f"compare on profile {active.name} (GiB; budget "
                         f"{_gib(base.budget_bytes)})")
-    for col in ("variant", "bpw", "weights", "KV cache", "role total", "stack total",
-                "headroom", "fits"):
-        table.add_column(col)
+    table.add_column("variant", overflow="fold", min_width=24)
+    for col in ("bpw", "weights", "KV cache", "role total", "stack total", "headroom", "fits"):
+        table.add_column(col, justify="right")
     for r in rows:
         table.add_row(r["variant"], f"{r['bits_per_weight']:g}", _gib(r["weights_bytes"]),
                       _gib(r["kv_bytes"]), _gib(r["role_total_bytes"]),
