@@ -13,6 +13,7 @@ from localroute.orchestrator.build import build_orchestrator
 from localroute.orchestrator.machine import EDGES, Orchestrator, mermaid
 from localroute.orchestrator.state import ExecutionContext, TaskState
 from localroute.routing.classifier import RouteClassifier
+from localroute.tools.base import NoArgs, Tool, ToolContext, ToolResult
 from tests.conftest import make_profile, server_role
 from tests.support.faultproxy import Fault, FaultProxy
 from tests.support.servers import LlamaServer, free_port
@@ -245,3 +246,37 @@ def test_mermaid_is_generated_from_the_table() -> None:
         for target in targets:
             assert f"{state.value} --> {target.value}" in diagram
     assert diagram.count("-->") == sum(len(t) for t in EDGES.values()) + 3
+
+
+class InventoryTool(Tool[NoArgs]):
+    """A read-only tool with a long, fixed output (a pure unit: it talks to nothing)."""
+
+    name = "inventory"
+    description = "The machine's installed packages."
+    Args = NoArgs
+
+    async def run(self, args: NoArgs, ctx: ToolContext) -> ToolResult:
+        packages = {f"package-{i}": f"{i}.0.{i % 7}" for i in range(300)}
+        return self.result({"packages": packages}, f"{len(packages)} packages installed")
+
+
+async def test_large_tool_output_is_condensed_by_the_summarization_role(
+    llama_server: LlamaServer, classifier: RouteClassifier
+) -> None:
+    forced = {"tool_choice": {"type": "function", "function": {"name": "inventory"}}}
+    roles = stack(llama_server.base_url,
+                  reasoning={"supports_tools": True, "extra_body": forced, "max_tokens": 32},
+                  summarization={"max_tokens": 40})
+    orch = build_orchestrator(
+        make_profile(roles), classifier=classifier,
+        modes=modes(validation={"use_model": False},
+                    tool_loop={"condense_above_chars": 500, "max_iterations": 1}))
+    orch.deps.registry.register(InventoryTool())
+    ctx = await run(orch, "why is my machine slow right now?", channel="system_health")
+    assert ctx.state == S.COMPLETED, ctx.error
+    assert [r.tool for r in ctx.tool_results] == ["inventory"]
+    raw = ctx.tool_results[0].for_model()
+    assert len(raw) > 500
+    (tool_message,) = [m for m in ctx.conversation if m["role"] == "tool"]
+    assert tool_message["content"] != raw and len(tool_message["content"]) < len(raw)
+    assert ctx.llm_calls == 3  # the tool call, the condensing call, the final answer
