@@ -1,10 +1,14 @@
 """Stage-1 routing without the router model: latency and accuracy figures (printed, not asserted).
 
-    python benchmarks/routing_overhead_classifier_only.py [--dev PATH] [--lso] [--repeat N]
+    python benchmarks/routing_overhead_classifier_only.py [--dev PATH] [--cv] [--lso]
+        [--fresh FILE ...] [--repeat N]
 
 Latency is per query for rules + classifier with the packaged artifact already loaded.
 `--lso` adds the leave-source-out check: train without every dev row of one source family
 (plus the packaged handwritten rows) and score that family, an honest proxy for unseen data.
+The handwritten family is split by kind (hard negatives, ambiguous items, and the rest by route)
+so that one large family does not hide a weak kind. `--fresh` scores the packaged artifact on
+labelled files that were never used for training (queries written later, kept outside the repo).
 """
 
 from __future__ import annotations
@@ -25,18 +29,24 @@ from localroute.routing.training import (
 from localroute.routing.types import RouteRow
 
 
-def source_family(source: str) -> str:
-    return source.split(":")[0].split("(")[0]
+def source_family(row: RouteRow) -> str:
+    family = row.source.split(":")[0].split("(")[0]
+    if family != "handwritten":
+        return family
+    for kind in ("hard-negative", "ambiguous"):
+        if row.source.startswith(f"handwritten:{kind}"):
+            return f"handwritten:{kind}"
+    return f"handwritten:{row.route}"
 
 
 def leave_source_out(dev: list[RouteRow]) -> dict[str, tuple[int, float]]:
     families: dict[str, list[RouteRow]] = defaultdict(list)
     for row in dev:
-        families[source_family(row.source)].append(row)
+        families[source_family(row)].append(row)
     extra = packaged_rows()
     result: dict[str, tuple[int, float]] = {}
     for family, held_out in sorted(families.items()):
-        train = [r for r in dev if source_family(r.source) != family] + extra
+        train = [r for r in dev if source_family(r) != family] + extra
         report = evaluate(rules_then(RouteClassifier.train(train)), held_out)
         result[family] = (len(held_out), report.accuracy)
     return result
@@ -48,6 +58,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="passes over the dev queries")
     parser.add_argument("--lso", action="store_true", help="also run leave-source-out")
     parser.add_argument("--cv", action="store_true", help="also run 5-fold CV")
+    parser.add_argument("--fresh", nargs="*", default=[], help="unseen labelled JSONL files")
     args = parser.parse_args()
 
     dev = load_rows(resolve_dev_path(args.dev))
@@ -73,6 +84,14 @@ def main() -> None:
         total = sum(n for n, _ in lso.values())
         figures["lso_accuracy"] = round(sum(n * a for n, a in lso.values()) / total, 4)
         figures["lso_by_family"] = {f: [n, round(a, 3)] for f, (n, a) in lso.items()}
+    for path in args.fresh:
+        fresh = evaluate(predict, load_rows(path))
+        figures[f"fresh:{path}"] = {
+            "n": fresh.n,
+            "accuracy": round(fresh.accuracy, 4),
+            "latency_ms_p50": round(fresh.latency_ms_p50, 3),
+            "latency_ms_p99": round(fresh.latency_ms_p99, 3),
+        }
     print(json.dumps(figures, indent=2))
 
 

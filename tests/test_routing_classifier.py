@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from localroute.routing.classifier import ArtifactError, RouteClassifier, data_fingerprint
-from localroute.routing.rules import apply_rules
+from localroute.routing.rules import _pasted_changelog, apply_rules
 from localroute.routing.training import (
     RowLoadError,
     cross_validate,
@@ -55,6 +55,39 @@ def test_rules_leave_dev_hard_negatives_to_the_classifier_or_get_them_right(
     for row in hard:
         hit = apply_rules(row.query)
         assert hit is None or hit.route == row.route
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("Write a script for a 30-second TV commercial about a bakery.", None),
+        ("Write a short play script about two robots falling in love.", None),
+        ("Write a script that renames every .jpeg file in a folder to .jpg", "coding"),
+        ("write a python function to merge two sorted lists", "coding"),
+    ],
+)
+def test_write_code_rule_leaves_prose_scripts_alone(query: str, expected: str | None) -> None:
+    hit = apply_rules(query)
+    assert (hit.route if hit is not None else None) == expected
+
+
+def test_pasted_changelog_rule_needs_a_release_heading_and_change_lines() -> None:
+    changelog = (
+        "What matters for users here?\n\n## 2.4.0 (2025-05-01)\n\n"
+        + "".join(f"- Fixed: issue number {i} in the sync engine when offline\n" for i in range(6))
+        + "- Added: export to PDF with custom margins and page sizes\n" * 2
+        + "- Changed: the default timeout is now 20 seconds instead of 10\n"
+    )
+    hit = apply_rules(changelog)
+    assert hit is not None and hit.route == "summarization"
+    assert hit.reason in {"pasted-changelog", "summarize-pasted-text"}
+    direct = _pasted_changelog(changelog)
+    assert direct is not None and direct.reason == "pasted-changelog"
+    # Quantities at the start of recipe lines are not release headings.
+    recipe = "Scale this recipe for 6 people:\n" + "1.5 cups flour, sifted twice before use\n" * 20
+    assert _pasted_changelog(recipe) is None
+    # Code in the body makes it a coding question.
+    assert _pasted_changelog(changelog + "\ndef migrate(cfg):\n    return cfg\n") is None
 
 
 def test_two_trainings_give_identical_predictions(small_classifier: RouteClassifier) -> None:

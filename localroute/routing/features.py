@@ -53,6 +53,37 @@ _CODE_ASK = re.compile(
     r"(function|script|program|class|method|query|regex|snippet|one-liner|command|code)\b",
     re.IGNORECASE,
 )
+# "Is my disk full?" is a reading of this machine; "what is a good amount of free disk?" or
+# "how do I check my disk?" is a question about the world. Word n-grams see each word, but not
+# the combination of a first-person/present-state cue with a system noun in a short query.
+_SYSTEM_NOUN = re.compile(
+    r"\b(cpu|processor|cores?|load|ram|memory|swap|disks?|drive|storage|space|ssd|volume|"
+    r"partition|battery|charger|charging|plugged|power|uptime|boot(ed)?|restart|reboot|"
+    r"process(es)?|programs?|apps?|running|ip|wi-?fi|ethernet|network|interfaces?|adapters?|"
+    r"files?|folder|directory|models?|loaded|requests?|latency|time|date|day)\b",
+    re.IGNORECASE,
+)
+_SELF_STATE = re.compile(
+    r"\b(my|mine|i|i'm|am i|do i|this (machine|box|computer|laptop|mac)|right now|currently|"
+    r"at the moment|left|free|in use|still)\b",
+    re.IGNORECASE,
+)
+_WORLD_QUESTION = re.compile(
+    r"^\s*(how (do|can|should|would|to|often)|what (is|are|does|do) (an? |the )?(good|normal|"
+    r"healthy|difference|meaning)|what (is|are|does) an? |what does .* mean|why\b|should i\b|"
+    r"is it (bad|ok|okay|safe|normal)|where (can|do) i|which is (better|faster)|explain\b|"
+    r"describe\b|tell me about\b)",
+    re.IGNORECASE,
+)
+# Numbers alone do not make a reasoning task ("write a 300-word story", "invoice #4471 for
+# $2,300"); numbers plus a request to work something out do.
+_COMPUTE_ASK = re.compile(
+    r"\b(how (many|much|long|far|fast|old|high)|calculate|compute|solve|prove|show that|"
+    r"work out|estimate|determine|find (the|all|x|y|n)|what (is|was|are) the (probability|"
+    r"area|sum|total|value|remainder|average|speed|cost|price|ratio|number)|what fraction|"
+    r"what percent(age)?|step by step|show (your|the) (work|steps|calculation))\b",
+    re.IGNORECASE,
+)
 _STRUCT_NAMES = (
     "log_len",
     "log_lines",
@@ -75,6 +106,10 @@ _STRUCT_NAMES = (
     "code_ask",
     "fence",
     "long_body",
+    "self_state",
+    "world_question",
+    "compute_ask",
+    "numbers_no_ask",
 )
 
 
@@ -94,6 +129,7 @@ def structural_features(query: str) -> list[float]:
     first = words[0].lower() if words else ""
     numbers = len(_NUMBER.findall(query))
     digits = sum(ch.isdigit() for ch in query)
+    compute_ask = bool(_COMPUTE_ASK.search(head_tail))
     return [
         math.log1p(len(query)) / 8.0,
         math.log1p(n_lines) / 4.0,
@@ -116,6 +152,15 @@ def structural_features(query: str) -> list[float]:
         1.0 if _CODE_ASK.search(head_tail) else 0.0,
         1.0 if "```" in query else 0.0,
         1.0 if len(query) > 700 else 0.0,
+        1.0
+        if len(words) <= 14 and _SYSTEM_NOUN.search(query) and _SELF_STATE.search(query)
+        else 0.0,
+        # Only next to a system noun: "how do I parse JSON in Go?" is a coding question.
+        1.0
+        if len(words) <= 30 and _WORLD_QUESTION.search(query) and _SYSTEM_NOUN.search(query)
+        else 0.0,
+        1.0 if compute_ask else 0.0,
+        min(numbers, 10) / 10.0 if not compute_ask else 0.0,
     ]
 
 
@@ -124,22 +169,24 @@ class FeatureBuilder:
 
     def __init__(self, struct_weight: float = 1.0, **params: Any) -> None:
         self.struct_weight = struct_weight
-        self.word = TfidfVectorizer(
-            lowercase=True,
-            ngram_range=(1, 2),
-            sublinear_tf=True,
-            min_df=1,
-            token_pattern=r"(?u)\b\w+\b|[$\\{}()\[\]=:;#@`~/.%?!<>|-]",
-            **params.get("word", {}),
-        )
-        self.char = TfidfVectorizer(
-            lowercase=True,
-            analyzer="char_wb",
-            ngram_range=(2, 5),
-            sublinear_tf=True,
-            min_df=2,
-            **params.get("char", {}),
-        )
+        # Defaults chosen by leave-source-out on the dev set; `params` overrides them per block
+        # ({"word": {...}, "char": {...}}) for tuning experiments.
+        word: dict[str, Any] = {
+            "lowercase": True,
+            "ngram_range": (1, 2),
+            "sublinear_tf": True,
+            "min_df": 1,
+            "token_pattern": r"(?u)\b\w+\b|[$\\{}()\[\]=:;#@`~/.%?!<>|-]",
+        }
+        char: dict[str, Any] = {
+            "lowercase": True,
+            "analyzer": "char_wb",
+            "ngram_range": (2, 5),
+            "sublinear_tf": True,
+            "min_df": 2,
+        }
+        self.word = TfidfVectorizer(**{**word, **params.get("word", {})})
+        self.char = TfidfVectorizer(**{**char, **params.get("char", {})})
 
     def fit(self, queries: list[str]) -> FeatureBuilder:
         views = [text_view(q) for q in queries]

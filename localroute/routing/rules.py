@@ -126,7 +126,13 @@ _WRITE_CODE = re.compile(
     r"(function|method|program|class|script)s?\b",
     re.IGNORECASE,
 )
-_PROSE_ARTIFACT = re.compile(r"\b(story|poem|essay|letter|email|speech|song)\b", re.IGNORECASE)
+# "Write a script for a 60-second radio ad" is prose: a script, play or programme for people.
+_PROSE_ARTIFACT = re.compile(
+    r"\b(story|poem|essay|letter|email|speech|song|ad|advert|advertisement|commercial|play|"
+    r"skit|sketch|film|movie|screenplay|video|scene|podcast|episode|radio|tv|trailer|"
+    r"dialogue|toast|presentation|comic|show)\b",
+    re.IGNORECASE,
+)
 
 
 def _write_code(query: str) -> RuleHit | None:
@@ -162,9 +168,14 @@ _CODE_BODY = re.compile(
 )
 
 
+# Below ~500 characters a pasted text is only a few sentences, and asking about it is usually
+# question answering or a rewrite (router). The floor was checked against dev + packaged rows.
+_SUMMARY_MIN_CHARS = 500
+
+
 def _summarize_pasted(query: str) -> RuleHit | None:
     lines = query.strip().splitlines()
-    if len(query) < 800 or len(lines) < 3:
+    if len(query) < _SUMMARY_MIN_CHARS or len(lines) < 3:
         return None
     first, last = lines[0], lines[-1]
     ask_first = len(first) <= 160 and _SUMMARY_ASK.search(first)
@@ -172,6 +183,32 @@ def _summarize_pasted(query: str) -> RuleHit | None:
     if not (ask_first or ask_last) or _CODE_BODY.search(query):
         return None
     return RuleHit(route="summarization", reason="summarize-pasted-text")
+
+
+# A release heading: "## 1.4", "### [0.3.35]", "v5.0.0", "2.7.1 (2025-02-11)"; not "1.5 cups".
+_VERSION_HEADER = re.compile(
+    r"^\s*(#{1,4}\s*\[?v?\d+\.\d+|\[?v\d+\.\d+|\d+\.\d+\.\d+\b)", re.MULTILINE
+)
+_CHANGE_LINE = re.compile(
+    r"^\s*([-*]\s*)?(\*\*)?(added|fixed|fix|changed|removed|deprecated|new|improved|breaking|"
+    r"security|feat|chore|perf|docs)\b(\*\*)?\s*[:(-]?",
+    re.IGNORECASE | re.MULTILINE,
+)
+_BULLET_LINE = re.compile(r"^\s*[-*]\s+\S", re.MULTILINE)
+
+
+def _pasted_changelog(query: str) -> RuleHit | None:
+    # Release notes pasted in (with or without an instruction) are condensed, whatever the ask
+    # is worded as ("what matters for users?"). Code in the body means a coding question instead.
+    if len(query) < _SUMMARY_MIN_CHARS or _CODE_BODY.search(query) or "```" in query:
+        return None
+    if not _VERSION_HEADER.search(query):
+        return None
+    changes = len(_CHANGE_LINE.findall(query))
+    bullets = len(_BULLET_LINE.findall(query))
+    if changes >= 3 or bullets >= 4:
+        return RuleHit(route="summarization", reason="pasted-changelog")
+    return None
 
 
 _RULES: tuple[Callable[[str], RuleHit | None], ...] = (
@@ -182,6 +219,7 @@ _RULES: tuple[Callable[[str], RuleHit | None], ...] = (
     _write_code,
     _latex_math,
     _summarize_pasted,
+    _pasted_changelog,
 )
 
 
