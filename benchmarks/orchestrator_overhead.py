@@ -65,7 +65,8 @@ async def main(n: int) -> None:
     totals: list[float] = []
     routing: list[float] = []
     for i in range(n + 50):
-        ctx = ExecutionContext(messages=[{"role": "user", "content": "what is 2+2"}],
+        # A new question each time: the routing cache must not turn routing into a lookup.
+        ctx = ExecutionContext(messages=[{"role": "user", "content": f"what is {i} plus {i + 1}"}],
                                allow_router_model=False)
         await orchestrator.run(ctx)
         assert ctx.state.value == "COMPLETED", ctx.error
