@@ -138,15 +138,8 @@ class Steps:
         try:
             response = await self.call_model(ctx, role.name, tools, max_tokens)
         except LLMError as exc:
-            ctx.fallbacks.extend(exc.fallbacks)
-            ctx.error = f"{type(exc).__name__}: {exc}"
-            return TaskState.FAILED, ctx.error
-        ctx.llm_calls += 1
-        ctx.response = response
-        ctx.fallbacks.extend(response.fallbacks)
-        ctx.notes.extend(response.notes)
-        if response.role != role.name:
-            ctx.role = response.role
+            return self.call_failed(ctx, exc)
+        self.took(ctx, response)
         detail = (f"{response.role} ({response.model}) answered in {response.timings.total_s:.2f}"
                   f" s, {response.usage.completion_tokens} tokens, finish {response.finish_reason}")
         for note in response.notes:
@@ -157,6 +150,24 @@ class Steps:
         if tools and response.tool_calls:
             ctx.pending_tool_calls = list(response.tool_calls)
             return TaskState.TOOL_EXECUTION, detail + f"; {len(response.tool_calls)} tool calls"
+        return self.to_validation(ctx, detail)
+
+    def call_failed(self, ctx: ExecutionContext, exc: LLMError) -> Outcome:
+        """LLM_CALL's model call failed for good: FAILED, with the fallbacks it took."""
+        ctx.fallbacks.extend(exc.fallbacks)
+        ctx.error = f"{type(exc).__name__}: {exc}"
+        return TaskState.FAILED, ctx.error
+
+    def took(self, ctx: ExecutionContext, response: LLMResponse) -> None:
+        """Record an answer of LLM_CALL (the role that gave it may be a fallback)."""
+        ctx.llm_calls += 1
+        ctx.response = response
+        ctx.fallbacks.extend(response.fallbacks)
+        ctx.notes.extend(response.notes)
+        ctx.role = response.role
+
+    def to_validation(self, ctx: ExecutionContext, detail: str) -> Outcome:
+        """VALIDATION next, unless the route skips it."""
         assert ctx.routing is not None
         if ctx.routing.route in self.d.modes.validation.skip_routes:
             ctx.validation = "skipped"

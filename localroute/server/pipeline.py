@@ -93,13 +93,8 @@ class ServerSteps(Steps):
                 extra_body=o.extra_body)
         except LLMError as exc:
             self.failure = exc
-            ctx.fallbacks.extend(exc.fallbacks)
-            ctx.error = f"{type(exc).__name__}: {exc}"
-            return TaskState.FAILED, ctx.error
-        ctx.llm_calls += 1
-        ctx.response = response
-        ctx.fallbacks.extend(response.fallbacks)
-        ctx.role = response.role
+            return self.call_failed(ctx, exc)
+        self.took(ctx, response)
         detail = (f"{response.role} ({response.model}) answered with the client's "
                   f"{len(o.tools or [])} tools, {len(response.tool_calls)} tool calls")
         if response.tool_calls or o.response_format is not None:
@@ -107,10 +102,7 @@ class ServerSteps(Steps):
             # its schema by the server's grammar. Neither is a prose answer to judge.
             ctx.validation = "skipped"
             return TaskState.SYNTHESIS, detail + "; validation skipped (client-directed)"
-        if ctx.routing.route in self.d.modes.validation.skip_routes:
-            ctx.validation = "skipped"
-            return TaskState.SYNTHESIS, detail + "; validation skipped for this route"
-        return TaskState.VALIDATION, detail
+        return self.to_validation(ctx, detail)
 
 
 @dataclass
