@@ -60,7 +60,7 @@ def eval_routing(
         if not no_model:
             raise UsageError("--cv trains a classifier per fold and never calls the router model; "
                              "add --no-model")
-        folds = cross_validate(rows, k=cv, seed=seed, predictor=lambda c: _fast(c, settings))
+        folds = cross_validate(rows, k=cv, seed=seed)
         result = _report_json(folds.overall, 0.0,
                               {"cv": cv, "fold_accuracy": folds.fold_accuracy})
     else:

@@ -10,9 +10,10 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 from sklearn.model_selection import StratifiedKFold
 
+from localroute.config.modes import RoutingSettings
 from localroute.jsonl import read_objects
+from localroute.routing.cascade import Stage1Router
 from localroute.routing.classifier import RouteClassifier, clear_packaged_cache
-from localroute.routing.rules import apply_rules
 from localroute.routing.types import ROUTES, RouteRow
 
 TRAINING_DATA_DIR = Path(__file__).parent / "training_data"
@@ -120,14 +121,13 @@ def train_router(
 
 
 def rules_then(classifier: RouteClassifier) -> PredictFn:
-    """Stage 1 without the router model: rules first, the classifier for the rest."""
+    """Stage 1 as shipped, without the router model: the cascade's own fast path (rules,
+    then the classifier), so what is scored here is what answers requests."""
+    router = Stage1Router(classifier, RoutingSettings())  # the fast path reads no setting
 
     def predict(query: str) -> tuple[str, str | None]:
-        hit = apply_rules(query)
-        if hit is not None:
-            return hit.route, hit.tool_hint
-        prediction = classifier.predict(query)
-        return prediction.route, prediction.tool_hint
+        decision = router.decide_fast(query)
+        return decision.route, decision.tool_call.name if decision.tool_call else None
 
     return predict
 
