@@ -19,7 +19,13 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.servers import MODEL_ALIAS, LlamaServer, free_port, wait_for_http
+from tests.support.servers import (
+    MODEL_ALIAS,
+    LlamaServer,
+    free_port,
+    stop_process,
+    wait_for_http,
+)
 
 ROLES = ("router", "reasoning", "coding", "coding_large_context", "summarization")
 WEATHER_TOOL: Any = {"type": "function", "function": {
@@ -92,13 +98,7 @@ class Serve:
         return self.metrics()[(metric, (("gate", name),))]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if not self.log.closed:
             self.log.close()
 

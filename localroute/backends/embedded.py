@@ -103,7 +103,7 @@ class EmbeddedBackend:
             kwargs["top_p"] = request.top_p
         return kwargs
 
-    def _overflow(self, exc: ValueError, request: ChatRequest) -> Exception:
+    def _overflow(self, exc: ValueError) -> Exception:
         if "context window" in str(exc) or "exceed" in str(exc):
             return LLMContextOverflow(
                 f"embedded model '{self.model_id}': {exc}",
@@ -114,6 +114,10 @@ class EmbeddedBackend:
             )
         return exc
 
+    def _timeout(self, role: str, what: str) -> LLMTimeout:
+        return LLMTimeout(f"role '{role}' (embedded model '{self.model_id}'): {what}",
+                          role=role, model=self.model_id, url=self.url)
+
     async def chat(self, request: ChatRequest, role: str = "") -> RawCompletion:
         def run() -> dict[str, Any]:
             llm, lock = self._model()
@@ -121,19 +125,13 @@ class EmbeddedBackend:
                 try:
                     result: dict[str, Any] = llm.create_chat_completion(**self._kwargs(request))
                 except ValueError as exc:
-                    raise self._overflow(exc, request) from exc
+                    raise self._overflow(exc) from exc
                 return result
 
         try:
             result = await asyncio.wait_for(asyncio.to_thread(run), request.timeout)
         except TimeoutError:
-            raise LLMTimeout(
-                f"role '{role}' (embedded model '{self.model_id}'): no answer within "
-                f"{request.timeout:g} s",
-                role=role,
-                model=self.model_id,
-                url=self.url,
-            ) from None
+            raise self._timeout(role, f"no answer within {request.timeout:g} s") from None
         choice = result["choices"][0]
         usage = result.get("usage") or {}
         return RawCompletion(
@@ -165,7 +163,7 @@ class EmbeddedBackend:
                         )
                         loop.call_soon_threadsafe(queue.put_nowait, chunk)
             except ValueError as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, self._overflow(exc, request))
+                loop.call_soon_threadsafe(queue.put_nowait, self._overflow(exc))
             except BaseException as exc:  # handed to the consumer, never lost in the thread
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             loop.call_soon_threadsafe(queue.put_nowait, None)
@@ -178,13 +176,8 @@ class EmbeddedBackend:
                 try:
                     item = await asyncio.wait_for(queue.get(), max(remaining, 0.001))
                 except TimeoutError:
-                    raise LLMTimeout(
-                        f"role '{role}' (embedded model '{self.model_id}'): stream exceeded "
-                        f"{request.timeout:g} s",
-                        role=role,
-                        model=self.model_id,
-                        url=self.url,
-                    ) from None
+                    raise self._timeout(
+                        role, f"stream exceeded {request.timeout:g} s") from None
                 if item is None:
                     break
                 if isinstance(item, BaseException):

@@ -42,6 +42,17 @@ def wait_for_http(url: str, proc: subprocess.Popen[bytes], timeout: float, name:
     raise RuntimeError(f"{name} did not answer on {url} in {timeout:g} s")
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s; returns once the process is gone."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class LlamaServer:
     """`python -m llama_cpp.server` on a free loopback port, stopped on close."""
 
@@ -81,11 +92,5 @@ class LlamaServer:
             raise
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
