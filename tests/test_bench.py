@@ -22,7 +22,7 @@ from localroute.evaluation.suite_base import BenchItem
 from localroute.evaluation.suites import CodeSuite, extract_code, get_suite
 from localroute.evaluation.summary import summarize
 from localroute.evaluation.system_suite import Scenario, SystemSuite, grade_answer, render_snapshot
-from tests.support.paths import SHARED_DATA
+from tests.support.paths import EVAL_DATA
 from tests.support.servers import MODEL_ALIAS, LlamaServer
 
 LIMIT = 5
@@ -46,7 +46,7 @@ def cli(config: Path, *args: str) -> list[str]:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "LOCALROUTE_DATA_DIR": str(SHARED_DATA)}
+    return {**os.environ, "LOCALROUTE_DATA_DIR": str(EVAL_DATA)}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_resumed_run_has_every_sample_once(run_dir: Path) -> None:
     lines = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
     keys = Counter(row["key"] for row in lines)
     assert len(keys) == LIMIT and max(keys.values()) == 1
-    items = [json.loads(x)["id"] for x in (SHARED_DATA / "math500_subset.jsonl").open()][:LIMIT]
+    items = [json.loads(x)["id"] for x in (EVAL_DATA / "math500_subset.jsonl").open()][:LIMIT]
     assert sorted(row["item_id"] for row in lines) == sorted(items)
     manifest = RunStore(run_dir).read_manifest()
     assert [s.status for s in manifest.sessions] == ["interrupted", "completed"]
@@ -185,7 +185,7 @@ def test_extract_code_strips_fences() -> None:
 
 def test_code_suite_grades_completions_in_the_sandbox() -> None:
     suite = CodeSuite()
-    items = {i.id: i for i in suite.load(SHARED_DATA / "code_subset.jsonl")}
+    items = {i.id: i for i in suite.load(EVAL_DATA / "code_subset.jsonl")}
     item: BenchItem = items["HumanEval/3"]
     right = ("```python\ndef below_zero(operations):\n    balance = 0\n    for op in operations:\n"
              "        balance += op\n        if balance < 0:\n            return True\n"

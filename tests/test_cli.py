@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.paths import SHARED_DATA
+from tests.support.paths import DEV_SET
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -80,7 +80,7 @@ def test_graph_prints_mermaid() -> None:
 
 
 def test_eval_routing_json_has_the_documented_keys() -> None:
-    done = cli("eval", "routing", str(SHARED_DATA / "routing_dev.jsonl"), "--no-model", "--json")
+    done = cli("eval", "routing", str(DEV_SET), "--no-model", "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     for key in ("accuracy", "n", "per_route", "confusion", "bypass_rate", "escalation_rate"):
@@ -92,13 +92,13 @@ def test_eval_routing_json_has_the_documented_keys() -> None:
 
 
 def test_eval_routing_cv_requires_no_model() -> None:
-    done = cli("eval", "routing", str(SHARED_DATA / "routing_dev.jsonl"), "--cv", "5")
+    done = cli("eval", "routing", str(DEV_SET), "--cv", "5")
     assert done.returncode == 2 and "add --no-model" in done.stderr
 
 
 def test_stats_count_eval_routing_decisions_and_ask_calls(tmp_path: object) -> None:
     env = {"LOCALROUTE_STATE_DIR": str(tmp_path)}
-    dev = str(SHARED_DATA / "routing_dev.jsonl")
+    dev = str(DEV_SET)
     assert cli("eval", "routing", dev, "--no-model", "--json", env=env).returncode == 0
     assert cli("ask", "how much memory is free?", "--profile", "m4max", env=env).returncode == 0
     done = cli("stats", "--json", env=env)

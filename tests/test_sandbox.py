@@ -33,10 +33,9 @@ from localroute.evaluation.sandbox import (
     run_program,
 )
 from localroute.evaluation.sandbox_verdict import RunRecord, decide
+from tests.support.paths import EVAL_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "code_subset.jsonl"
-if not DATA.exists():  # CI lays shared/ beside the clone; a session has it at /work/shared
-    DATA = Path("/work/shared/data/code_subset.jsonl")
+DATA = EVAL_DATA / "code_subset.jsonl"
 IS_ROOT = os.geteuid() == 0
 # A uid of the suite's own, so sandboxes that other programs on the machine run as `nobody` at the
 # same time are never mistaken for survivors of these runs (and never killed by them).

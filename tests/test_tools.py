@@ -31,9 +31,9 @@ from localroute.tools import (
     default_registry,
 )
 from localroute.tools.base import NoArgs
-from tests.support.paths import SHARED_DATA
+from tests.support.paths import DEV_SET
 
-DEV_DATA = SHARED_DATA / "routing_dev.jsonl"
+DEV_DATA = DEV_SET
 BUILTIN = {
     "cpu", "memory", "disk", "battery", "uptime", "processes", "network",
     "list_directory", "read_file", "time", "models", "telemetry",

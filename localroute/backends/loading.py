@@ -3,7 +3,7 @@
 LM Studio: `POST /api/v1/models/load` {model, context_length} (0.4.0+). Ollama: an empty
 `/api/generate` with `keep_alive: -1` loads and pins the model, `options.num_ctx` sets its
 context. llama.cpp servers and vLLM load their model at start; the embedded model loads in the
-process that uses it. See ../shared/BACKENDS.md sections 1-2.
+process that uses it. See docs/backends.md (LM Studio, Ollama).
 """
 
 from __future__ import annotations

@@ -188,8 +188,8 @@ def grade_code(
 
 
 def train_router_cmd(
-    dev: Path | None = typer.Option(None, "--dev", help="Labelled dev JSONL (default: "
-                                    "../shared/data/routing_dev.jsonl beside the repository)."),
+    dev: Path | None = typer.Option(None, "--dev", help="Labelled dev JSONL (default: the "
+                                    "dev set packaged with localroute)."),
     out_path: Path | None = typer.Option(None, "--out", help="Where to write the artifact "
                                          "(default: the packaged one)."),
     seed: int = typer.Option(0, "--seed"),

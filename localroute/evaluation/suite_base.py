@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from localroute.config.schema import ResolvedRole
 
 DATA_ENV = "LOCALROUTE_DATA_DIR"
-# The shared data directory sits beside the repository (here and in CI).
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data"
+# The suites' problems ship with the package (sources and licences in data/SOURCES.md).
+DEFAULT_DATA_DIR = Path(__file__).parent / "data"
 
 
 class SuiteError(ValueError):
@@ -74,7 +74,7 @@ def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
     except FileNotFoundError:
         raise SuiteError(
             f"{path}: data file not found; pass --data PATH or set {DATA_ENV} to the directory "
-            "holding it (default: ../shared/data beside the repository)"
+            "holding it (default: the data packaged with localroute)"
         ) from None
     rows: list[dict[str, Any]] = []
     for number, line in enumerate(lines, 1):

@@ -17,8 +17,9 @@ from localroute.routing.classifier import RouteClassifier, clear_packaged_cache
 from localroute.routing.types import ROUTES, RouteRow
 
 TRAINING_DATA_DIR = Path(__file__).parent / "training_data"
-# <repo>/localroute/routing/training.py -> <repo>/../shared/data/routing_dev.jsonl
-DEFAULT_DEV_PATH = Path(__file__).resolve().parents[3] / "shared" / "data" / "routing_dev.jsonl"
+# The labelled dev set ships with the package (sources and licences in dev_data/SOURCES.md), so
+# `train-router` reproduces the packaged artifact from an installed wheel.
+DEFAULT_DEV_PATH = Path(__file__).parent / "dev_data" / "routing_dev.jsonl"
 
 PredictFn = Callable[[str], tuple[str, str | None]]
 
@@ -86,12 +87,12 @@ def packaged_rows() -> list[RouteRow]:
 
 
 def resolve_dev_path(path: Path | str | None = None) -> Path:
-    """An explicit dev path, or the repo's `../shared/data/routing_dev.jsonl`."""
+    """An explicit dev path, or the packaged `dev_data/routing_dev.jsonl`."""
     candidate = Path(path) if path is not None else DEFAULT_DEV_PATH
     if not candidate.is_file():
         raise RowLoadError(
-            f"{candidate}: routing dev set not found; pass its path explicitly "
-            "(e.g. --dev ../shared/data/routing_dev.jsonl)"
+            f"{candidate}: routing dev set not found; pass the path of a JSONL file of "
+            '{"query", "route"} rows with --dev FILE'
         )
     return candidate
 
