@@ -49,15 +49,15 @@ def _root_pairs(ctx: ToolContext) -> tuple[list[Path], list[Path]]:
 
 def display_path(path: Path, ctx: ToolContext) -> str:
     """`path` (inside a root) as the caller can read it without learning the server's layout:
-    relative to the working directory, else '~/...', else '<root name>/...'."""
-    base = ctx.working_directory().resolve()
-    if _within(path, base):
-        rest = path.relative_to(base)
-        return "." if rest == Path() else str(rest)
+    '~/...', else relative to the working directory, else '<root name>/...'."""
     home = Path.home().resolve()
     if home != Path("/") and _within(path, home):
         rest = path.relative_to(home)
         return "~" if rest == Path() else f"~/{rest}"
+    base = ctx.working_directory().resolve()
+    if _within(path, base):
+        rest = path.relative_to(base)
+        return "." if rest == Path() else str(rest)
     for root in _root_pairs(ctx)[1]:
         if _within(path, root):
             rest = path.relative_to(root)
