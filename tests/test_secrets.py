@@ -177,6 +177,11 @@ def test_serve_never_returns_a_secret(served_home: Serve, question: str) -> None
     assert "does not exist or is not open to the file tools" in body
 
 
+def test_serve_says_its_roots_at_start_up(served_home: Serve) -> None:
+    assert f"file tools read under ~ (from {ROOTS_ENV}); secret locations refused" in \
+        served_home.output()
+
+
 def test_serve_absolute_paths_and_listings_hide_secrets(served_home: Serve, home: Path) -> None:
     body, _ = served_home.ask(f"cat {home}/.ssh/id_rsa")
     assert_no_secret(body, "absolute path")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 from localroute.config.telemetry import state_dir
@@ -60,16 +59,29 @@ def holds_private_key(data: bytes) -> bool:
     return _PRIVATE_KEY.search(data) is not None
 
 
-def _lower_parts(path: Path) -> list[str]:
-    return [p.lower() for p in path.parts]
+def _glob_regex(glob: str) -> str:
+    """A shell glob as a regex over '/'-joined paths: `*` and `?` stay inside one component,
+    `**` crosses components. (fnmatch's `*` would cross '/'.)"""
+    out, i = [], 0
+    while i < len(glob):
+        if glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        out.append({"*": "[^/]*", "?": "[^/]"}.get(glob[i], re.escape(glob[i])))
+        i += 1
+    return "".join(out)
 
 
-def _matches_run(parts: Sequence[str], pattern: tuple[str, ...]) -> bool:
-    width = len(pattern)
-    return any(
-        all(fnmatchcase(parts[i + k], pattern[k]) for k in range(width))
-        for i in range(len(parts) - width + 1)
-    )
+def _runs_regex(runs: Iterable[Sequence[str]]) -> re.Pattern[str]:
+    """One regex matching a path (lower-case, '/'-joined) that contains any run of components."""
+    alternatives = ["/".join(_glob_regex(part) for part in run) for run in runs]
+    return re.compile(r"(?:^|/)(?:" + "|".join(alternatives) + r")(?:/|$)")
+
+
+# Compiled once: a listing checks every entry, so one search per path instead of a loop over
+# patterns and components.
+_SECRET_RUNS = _runs_regex(SECRET_COMPONENTS)
 
 
 def _state_dirs() -> tuple[Path, ...]:
@@ -84,8 +96,8 @@ class Protection:
 
     def __init__(self, deny: Iterable[str] = ()) -> None:
         self.state_dirs = _state_dirs()
-        self.anchored: list[str] = []  # absolute globs: the path or one of its parents matches
-        self.names: list[str] = []  # globs without '/': any component matches
+        anchored: list[str] = []  # absolute globs: the path or one of its parents matches
+        names: list[str] = []  # globs without '/': any component matches
         for raw in deny:
             text = raw.strip()
             if not text:
@@ -97,27 +109,23 @@ class Protection:
                         f"tools.deny: {raw!r} has a '/' but is not absolute; write it as "
                         "'~/dir', '/abs/dir', or a bare name glob such as '*.sqlite'"
                     )
-                self.anchored.append(os.path.normpath(expanded).lower())
+                anchored.append(_glob_regex(os.path.normpath(expanded).lower()))
             else:
-                self.names.append(text.lower())
+                names.append(text.lower())
+        self._names = _runs_regex([(n,) for n in names]) if names else None
+        self._anchored = (re.compile("^(?:" + "|".join(anchored) + r")(?:/|$)")
+                          if anchored else None)
 
     def refuses(self, path: Path) -> bool:
         """Whether `path` (absolute, normalised) is or lies inside a protected location."""
-        parts = _lower_parts(path)
-        if any(_matches_run(parts, pattern) for pattern in SECRET_COMPONENTS):
-            return True
-        if _SSH_KEY_NAME.fullmatch(path.name):
+        text = str(path).lower()
+        if _SECRET_RUNS.search(text) or _SSH_KEY_NAME.fullmatch(path.name):
             return True
         if any(path.is_relative_to(d) for d in self.state_dirs):
             return True
-        if any(fnmatchcase(part, glob) for part in parts for glob in self.names):
+        if self._names is not None and self._names.search(text):
             return True
-        text = str(path).lower()
-        return any(
-            fnmatchcase(candidate, glob)
-            for glob in self.anchored
-            for candidate in _self_and_parents(text)
-        )
+        return self._anchored is not None and self._anchored.match(text) is not None
 
     def hides_entry(self, directory: Path, name: str) -> bool:
         """Whether a listing of `directory` leaves out its entry `name`: protected by location,
@@ -126,13 +134,6 @@ class Protection:
         if self.refuses(entry):
             return True
         return name.lower().endswith(KEY_SUFFIXES) and _peek_private_key(entry)
-
-
-def _self_and_parents(text: str) -> Iterable[str]:
-    path = Path(text)
-    yield text
-    for parent in path.parents:
-        yield str(parent)
 
 
 def _peek_private_key(path: Path) -> bool:
