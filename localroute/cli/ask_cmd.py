@@ -29,9 +29,10 @@ ModeOpt = typer.Option(None, "--mode", "-m", help="Governance mode for this requ
                        "(NORMAL, ALERT, DEGRADED, LOCKDOWN, RECOVERY); default: the override "
                        "of `localroute mode set`, else modes.yaml's default_mode.")
 ChannelOpt = typer.Option(None, "--channel", help="Explicit channel: code or system_health.")
-RootOpt = typer.Option(None, "--root", help="A directory the file tools may read (repeatable); "
-                       f"replaces {ROOTS_ENV} and tools.roots of modes.yaml. Never / or a "
-                       "system directory; secret locations inside are refused.")
+RootOpt = typer.Option(None, "--root", metavar="DIR",
+                       help="A directory the file tools may read (repeatable); replaces "
+                       f"{ROOTS_ENV} and tools.roots of modes.yaml. Never / or a system "
+                       "directory; secret locations inside are refused.")
 
 
 def tool_roots(cli: list[str] | None, modes: ModesConfig, *, default_to_cwd: bool) -> RootChoice:
