@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from localroute.cli.ask_cmd import parse_mode
+from localroute.cli.ask_cmd import RootOpt, parse_mode, tool_roots
 from localroute.cli.common import ProfileOpt, UsageError, active_profile, err, run_async
 from localroute.config.modes import load_modes
 from localroute.server.settings import API_KEY_ENV, ServerSettings, check_bind
@@ -34,6 +34,7 @@ def serve(
     feedback_file: Path | None = typer.Option(None, "--feedback-file", help="Append POST "
                                               "/v1/feedback entries to this JSONL file."),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+    root: list[str] | None = RootOpt,
 ) -> None:
     """Serve `auto` (the routed pipeline), each role and each configured model over the
     OpenAI API: /v1/chat/completions, /v1/models, /health, /ready, /metrics, /v1/feedback."""
@@ -42,10 +43,13 @@ def serve(
     from localroute.server.app import create_app
 
     modes = load_modes()
+    # No default root: a server offers file tools only for directories chosen explicitly.
+    roots = tool_roots(root, modes, default_to_cwd=False)
     settings = ServerSettings(
         host=host, port=port, api_key=api_key or None,
         mode=parse_mode(mode), max_queue=max_queue,
-        max_body_bytes=max_body_bytes, max_messages=max_messages, feedback_path=feedback_file)
+        max_body_bytes=max_body_bytes, max_messages=max_messages, feedback_path=feedback_file,
+        roots=roots.roots)
     try:
         check_bind(settings)
     except ValueError as exc:
@@ -59,4 +63,5 @@ def serve(
               f"at http://{host}:{port}/v1 (model 'auto' or a role: "
               f"{', '.join(active.roles)}); `localroute status` shows the live state",
               highlight=False)
+    err.print(f"localroute: {roots.describe()}", highlight=False, markup=False)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

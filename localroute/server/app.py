@@ -47,7 +47,7 @@ def create_app(
     modes = modes or load_modes()
     client = client or LLMClient(profile)
     orchestrator = orchestrator or build_orchestrator(profile, modes=modes, client=client,
-                                                      classifier=classifier)
+                                                      classifier=classifier, roots=settings.roots)
     admission = Admission(client.gates, settings.max_queue)
     window = RequestWindow()
     recent: deque[dict[str, Any]] = deque(maxlen=RECENT_REQUESTS)

@@ -27,6 +27,8 @@ class ServerSettings(BaseModel):
     max_queue: int = Field(default=8, ge=0)
     # Feedback is appended here (JSONL) until the telemetry store takes it over; None: memory only.
     feedback_path: Path | None = None
+    # Checked file roots (tools/roots.py: `choose_roots`); empty: no file tools are offered.
+    roots: tuple[Path, ...] = ()
 
 
 def is_loopback(host: str) -> bool:
