@@ -324,7 +324,7 @@ def _versions() -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dev", default=None, 
+    parser.add_argument("--dev", default=None,
                         help="routing dev JSONL (default: the packaged dev set)")
     parser.add_argument("--k", type=int, default=5, help="number of stratified folds")
     parser.add_argument("--seed", type=int, default=0, help="fold shuffle and model seed")
