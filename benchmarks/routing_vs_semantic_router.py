@@ -1,7 +1,8 @@
 """Stage-1 routing against the `semantic-router` library, k-fold over the same labelled data.
 
 Three systems, the same 5 stratified folds (seed 0) of the packaged dev set
-(`localroute/routing/dev_data/routing_dev.jsonl`); every fold trains on the other four folds plus the packaged handwritten rows and scores its own fold:
+(`localroute/routing/dev_data/routing_dev.jsonl`); every fold trains on the other four folds
+plus the packaged handwritten rows and scores its own fold:
 
 - localroute: `Stage1Router(...).decide_fast` as shipped (rules, then the TF-IDF + structural
   features logistic-regression classifier). It does NOT use the MiniLM encoder.
