@@ -103,9 +103,16 @@ def capabilities(config: SandboxConfig | None = None) -> SandboxCapabilities:
     caps.allow_weak = cfg.allow_weak
     caps.missing = _missing(caps, cfg)
     if caps.error is None and caps.missing and not cfg.allow_weak:
-        reasons = "; ".join(f"{name}: {why}" for name, why in caps.missing.items())
-        caps.error = f"the sandbox cannot fully isolate graded code here ({reasons}); {WEAK_HINT}"
+        caps.error = (
+            f"the sandbox cannot fully isolate graded code here, missing "
+            f"{describe_missing(caps.missing)}; {WEAK_HINT}"
+        )
     return caps
+
+
+def describe_missing(missing: dict[str, str]) -> str:
+    """One line for a person: each missing protection and why."""
+    return "; ".join(f"{name} ({why})" for name, why in missing.items())
 
 
 def _missing(caps: SandboxCapabilities, cfg: SandboxConfig) -> dict[str, str]:
