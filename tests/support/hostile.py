@@ -133,9 +133,10 @@ class Secrets:
                 for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def escape_program(secrets: Secrets, mark: str) -> str:
+def escape_program(secrets: Secrets, mark: str, also_write: tuple[str, ...] = ()) -> str:
     """A script that reads the canaries, lists the homes, appends to .bashrc and leaves a file
-    named `mark` everywhere it can; it prints what it got as one JSON line and ends normally."""
+    named `mark` everywhere it can (the shared dirs, the home, the state dir and `also_write`);
+    it prints what it got as one JSON line and ends normally."""
     return textwrap.dedent(f"""
         import json, os
         got = {{"read": {{}}, "listed": {{}}, "wrote": []}}
@@ -156,7 +157,7 @@ def escape_program(secrets: Secrets, mark: str) -> str:
             got["wrote"].append('.bashrc')
         except OSError:
             pass
-        for folder in {[*SHARED_DIRS, str(secrets.home), str(secrets.state)]!r}:
+        for folder in {[*SHARED_DIRS, str(secrets.home), str(secrets.state), *also_write]!r}:
             try:
                 with open(os.path.join(folder, {mark!r}), 'w') as handle:
                     handle.write('left behind')

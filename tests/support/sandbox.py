@@ -48,15 +48,18 @@ def scratch_in_view(prefix: str, owner: int | None = None) -> Iterator[Path]:
 def python_for(uid: int) -> list[str]:
     """A command running this interpreter's Python as `uid`: the venv's own binary when that
     user can execute it, else a system python3 of the same version (a venv made from a Python
-    under /root cannot be executed by anyone else) with the venv's packages on its path."""
+    under /root cannot be executed by anyone else) with the venv's packages on its path.
+    The grader starts its own interpreter again (supervisor, checker): the probe does too."""
     candidates = [sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"]
     version = "{}.{}".format(*sys.version_info[:2])
+    again = ("import subprocess, sys; print(subprocess.run([sys.executable, '-c', "
+             "'import sys; print(\"%d.%d\" % sys.version_info[:2])'], capture_output=True, "
+             "text=True, check=True).stdout.strip())")
     for candidate in candidates:
         command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
                    candidate]
         probe = subprocess.run(
-            [*command, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True, text=True, cwd="/", check=False,
+            [*command, "-c", again], capture_output=True, text=True, cwd="/", check=False
         )
         if probe.returncode == 0 and probe.stdout.strip() == version:
             return command
