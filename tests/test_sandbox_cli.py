@@ -106,3 +106,6 @@ def test_bench_code_weak_run_says_so_and_records_it(
     sandbox = json.loads((out / "manifest.json").read_text())["suite_extra"]["sandbox"]
     assert sandbox["allow_weak"] is True
     assert {"pid_namespace", "hidden_homes", "read_only_root"} <= set(sandbox["missing"])
+    report = (out / "report.md").read_text()
+    assert "**Weak sandbox** (`--allow-weak-sandbox`), graded without: " in report
+    assert "pid_namespace (unshare (util-linux) not found on PATH)" in report
