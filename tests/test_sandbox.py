@@ -18,7 +18,6 @@ import psutil
 import pytest
 
 from localroute.evaluation.code_grader import (
-    CodeRowError,
     build_program,
     defines,
     grade_code_file,
@@ -33,7 +32,6 @@ from localroute.evaluation.sandbox import (
     capabilities,
     run_program,
 )
-from localroute.evaluation.sandbox_verdict import RunRecord, decide
 from tests.support.paths import EVAL_DATA
 from tests.support.sandbox import visible_dir
 
@@ -171,45 +169,6 @@ def test_cpu_limit_ends_a_busy_program_before_the_wall_clock() -> None:
     assert result.signal == "SIGXCPU"
     # The CPU limit, not the wall clock, ended it (no fixed figure: the machine may be busy).
     assert result.elapsed_s < config.timeout_s
-
-
-def _record(returncode: int, check: dict[str, Any] | None, **supervisor: Any) -> RunRecord:
-    finished = {"event": "finished", "returncode": returncode, "timed_out": False, **supervisor}
-    return RunRecord(run_id="r", uid=None, supervisor=[{"event": "started"}, finished],
-                     check=check)
-
-
-GONE = {"outcome": "gone", "stage": "call"}
-
-
-@pytest.mark.parametrize(
-    ("record", "stderr", "verdict"),
-    [
-        (_record(-24, GONE), "", Verdict.TIMEOUT),  # SIGXCPU
-        (_record(-9, GONE), "MemoryError\n", Verdict.MEMORY_ERROR),
-        (_record(-9, GONE), "", Verdict.RUNTIME_ERROR),
-        (_record(-9, GONE, timed_out=True), "", Verdict.TIMEOUT),
-        (_record(0, GONE), "", Verdict.RUNTIME_ERROR),  # exited 0 before its tests finished
-        (_record(1, {"outcome": "no_runner"}), "Fatal Python error", Verdict.SANDBOX_ERROR),
-        (_record(0, {"outcome": "protocol", "message": "x"}), "", Verdict.RUNTIME_ERROR),
-        (_record(0, {"outcome": "load_error", "type": "MemoryError"}), "", Verdict.MEMORY_ERROR),
-        (_record(0, {"outcome": "error", "type": "AssertionError"}), "", Verdict.FAILED),
-        (_record(0, {"outcome": "unsupported_argument"}), "", Verdict.SANDBOX_ERROR),
-        # Only the checker's report of finished tests is a pass: never the program's exit status.
-        (_record(0, None), "", Verdict.SANDBOX_ERROR),  # the checker crashed
-        (_record(0, {"outcome": "ok"}), "", Verdict.PASSED),
-        (_record(-9, {"outcome": "ok"}, timed_out=True), "", Verdict.PASSED),  # hung afterwards
-        (
-            RunRecord(run_id="r", uid=None, supervisor=[{"event": "setup_error", "reason": "x"}],
-                      check={"outcome": "ok"}),
-            "",
-            Verdict.SANDBOX_ERROR,
-        ),
-        (RunRecord(run_id="r", uid=None, returncode=1), "unshare: failed", Verdict.SANDBOX_ERROR),
-    ],
-)
-def test_decide_maps_reports_to_verdicts(record: RunRecord, stderr: str, verdict: Verdict) -> None:
-    assert decide(record, stderr).verdict is verdict
 
 
 # --- hostile programs ----------------------------------------------------------------------
@@ -432,47 +391,6 @@ def test_body_only_completion_runs_after_the_prompt() -> None:
     assert "check(" not in program  # the tests stay with the trusted checker
     check = CheckSpec(tests=row["tests"], entry_point=row["entry_point"], setup=row["prompt"])
     assert run(program, check=check).verdict is Verdict.PASSED
-
-
-def test_completion_that_defines_the_entry_point_runs_alone() -> None:
-    row = problem("HumanEval/54")
-    full = "def same_chars(s0, s1):\n    return set(s0) == set(s1)\n"
-    assert defines(full, "same_chars")
-    program = build_program(row["prompt"], full, row["entry_point"])
-    assert program == full
-
-
-@pytest.mark.parametrize(
-    ("code", "expected"),
-    [
-        ("import math\nsame = math.isclose\n", True),
-        ("from os import path as same\n", True),
-        ("try:\n    def same(): pass\nexcept Exception:\n    same = None\n", True),
-        ("def other():\n    def same(): pass\n", False),
-        ("    return 1\n", False),
-    ],
-)
-def test_defines_looks_at_module_level_bindings(code: str, expected: bool) -> None:
-    assert defines(code, "same") is expected
-
-
-# --- malformed input -----------------------------------------------------------------------
-
-
-def test_malformed_rows_name_the_file_and_line(tmp_path: Path) -> None:
-    good = {"id": "a", "prompt": "", "entry_point": "f", "tests": "assert f()", "completion": "x"}
-    path = tmp_path / "rows.jsonl"
-    path.write_text(json.dumps(good) + "\n{not json\n")
-    with pytest.raises(CodeRowError, match=rf"{path}:2: not valid JSON"):
-        grade_code_file(path)
-    path.write_text(json.dumps(good) + "\n\n" + json.dumps({"id": "b", "prompt": ""}) + "\n")
-    with pytest.raises(CodeRowError, match=rf"{path}:3: entry_point: Field required"):
-        grade_code_file(path)
-    path.write_text(json.dumps({**good, "entry_point": "not a name"}) + "\n")
-    with pytest.raises(CodeRowError, match=rf"{path}:1: .*not a Python identifier"):
-        grade_code_file(path)
-    with pytest.raises(CodeRowError, match="cannot read"):
-        grade_code_file(tmp_path / "missing.jsonl")
 
 
 ZERO_DIV = "def smallest_num(xs):\n    return 1 / 0\n"
