@@ -10,6 +10,7 @@ the state dir and /run covered.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import textwrap
 import uuid
@@ -115,3 +116,23 @@ def test_no_forgery_passes_for_an_unprivileged_grader(graded: dict[str, Any]) ->
     assert verdicts.pop("wrong") == "failed"
     assert verdicts and set(verdicts.values()) <= {"failed", "runtime_error"}, verdicts
     assert all(row["cleanup_ok"] for row in graded["rows"])
+
+
+def test_without_setpriv_an_unprivileged_grader_is_refused() -> None:
+    # unshare alone would leave the program every capability of its user namespace: it could
+    # unmount the tmpfs over the homes. Without setpriv the run must not happen.
+    driver = ("import json; from localroute.evaluation.sandbox import run_program; "
+              "print(run_program('print(1)').model_dump_json())")
+    with (
+        scratch_in_view("home", owner=TEST_UID) as home,
+        scratch_in_view("state", owner=TEST_UID) as state,
+        scratch_in_view("bin") as bin_dir,  # a PATH with unshare and nothing else
+    ):
+        (bin_dir / "unshare").symlink_to(shutil.which("unshare") or "/usr/bin/unshare")
+        env = {**env_for(home, state), "PATH": str(bin_dir)}
+        done = subprocess.run([*python_for(TEST_UID), "-c", driver], env=env, cwd=home,
+                              capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["verdict"] == "sandbox_error" and result["stdout"] == ""
+    assert "unprivileged (util-linux setpriv not found" in result["reason"]

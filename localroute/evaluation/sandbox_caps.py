@@ -143,7 +143,9 @@ def _why_privileged(caps: SandboxCapabilities, cfg: SandboxConfig) -> str:
     if caps.is_root:
         return "drop_privileges=False: the program would run as root"
     if caps.user_namespace:
-        return "util-linux setpriv not found: the program would keep every capability"
+        why = next((n for n in caps.notes if n.startswith("setpriv")), "util-linux setpriv not "
+                   "found")
+        return f"{why}: the program would keep every capability of its user namespace"
     return "no user namespace: the program would run with your uid and see your files"
 
 
@@ -195,18 +197,15 @@ def _probe_namespaces(caps: SandboxCapabilities, network: bool) -> None:
     prefix = [] if caps.is_root else ["--user", "--map-root-user"]
     pid_flags = ["--pid", "--fork", "--mount-proc", "--kill-child"]
     net_flags = [] if network else ["--net"]
-    # Inside a user namespace the program must also lose its capabilities: probe with setpriv.
-    drop = [] if caps.is_root or not caps.setpriv else [caps.setpriv, *SETPRIV_DROP, "--"]
     first_refusal = ""
     # Most protective first; a container may allow some namespaces and refuse others.
     for flags in (net_flags + pid_flags, pid_flags, net_flags):
         if not flags:
             continue
-        ok, message = _runs([caps.unshare, *prefix, *flags, "--", *drop, "true"])
+        ok, message = _runs([caps.unshare, *prefix, *flags, "--", "true"])
         if ok:
             caps.unshare_flags = [*prefix, *flags]
             caps.user_namespace = bool(prefix)
-            caps.no_capabilities = bool(prefix and drop)
             caps.net_namespace = "--net" in flags
             caps.pid_namespace = "--pid" in flags
             caps.mount_namespace = "--mount-proc" in flags
@@ -217,6 +216,13 @@ def _probe_namespaces(caps: SandboxCapabilities, network: bool) -> None:
                           f"{first_refusal}")
     if not network and not caps.net_namespace:
         caps.notes.append("network=False but no network namespace: programs can reach the network")
+    if caps.user_namespace and caps.setpriv:
+        # Root of the user namespace must lose every capability before the program runs.
+        drop = [caps.setpriv, *SETPRIV_DROP, "--", "true"]
+        ok, message = _runs([caps.unshare, *caps.unshare_flags, "--", *drop])
+        caps.no_capabilities = ok
+        if not ok:
+            caps.notes.append(f"setpriv {' '.join(SETPRIV_DROP)} refused: {message}")
 
 
 def _probe_interpreter(

@@ -56,7 +56,8 @@ def python_for(uid: int) -> list[str]:
              "'import sys; print(\"%d.%d\" % sys.version_info[:2])'], capture_output=True, "
              "text=True, check=True).stdout.strip())")
     for candidate in candidates:
-        command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
+        setpriv = shutil.which("setpriv") or "setpriv"  # absolute: callers may change PATH
+        command = [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
                    candidate]
         probe = subprocess.run(
             [*command, "-c", again], capture_output=True, text=True, cwd="/", check=False
