@@ -5,11 +5,13 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from localroute.config.modes import Mode
 
 API_KEY_ENV = "LOCALROUTE_API_KEY"
+ALLOW_HOSTS_ENV = "LOCALROUTE_ALLOW_HOSTS"
+ALLOW_ORIGINS_ENV = "LOCALROUTE_ALLOW_ORIGINS"
 
 
 class ServerSettings(BaseModel):
@@ -27,6 +29,21 @@ class ServerSettings(BaseModel):
     max_queue: int = Field(default=8, ge=0)
     # Feedback is appended here (JSONL) until the telemetry store takes it over; None: memory only.
     feedback_path: Path | None = None
+    # Past this size the feedback file is rotated to `<name>.1` (one old file kept).
+    feedback_max_bytes: PositiveInt = 10 * 1024 * 1024
+    # Host names (with or without a port) the server answers to besides its bound address:
+    # anything else gets 421, which defeats DNS rebinding.
+    allow_hosts: tuple[str, ...] = ()
+    # Web origins (scheme://host[:port]) whose pages may call the server (CORS); any other
+    # cross-origin request gets 403.
+    allow_origins: tuple[str, ...] = ()
+    # HTTP limits: request head size (431 above), seconds to send the request head and the
+    # body (408 after), open connections overall and per client address (503 past them).
+    max_header_bytes: PositiveInt = 64 * 1024
+    header_timeout_s: PositiveFloat = 10.0
+    body_timeout_s: PositiveFloat = 30.0
+    max_connections: PositiveInt = 256
+    max_connections_per_client: PositiveInt = 64
 
 
 def is_loopback(host: str) -> bool:
