@@ -29,7 +29,7 @@ from localroute.server.errors import APIError
 from localroute.server.feedback import FeedbackLog, UnknownTrace
 from localroute.server.guards import Guards, bound_names, split_host
 from localroute.server.schemas import ChatCompletionRequest, FeedbackRequest, parse_body
-from localroute.server.settings import ServerSettings
+from localroute.server.settings import ServerSettings, check_names
 from localroute.telemetry import events as ev
 from localroute.telemetry.redact import REDACTED, redact
 
@@ -75,6 +75,22 @@ def test_host_and_origin_rules() -> None:
     assert guards._origin_allowed("http://127.0.0.1:8808", "127.0.0.1:8808")
     assert not guards._origin_allowed("null", "127.0.0.1:8808")
     assert not guards._origin_allowed("http://evil.example", "127.0.0.1:8808")
+
+
+@pytest.mark.parametrize(("field", "value", "ok"), [
+    ("allow_hosts", "proxy.example", True), ("allow_hosts", "proxy.example:443", True),
+    ("allow_hosts", "[::1]:8808", True), ("allow_hosts", "http://proxy.example", False),
+    ("allow_hosts", "proxy.example:", False),
+    ("allow_origins", "http://localhost:3000", True), ("allow_origins", "HTTPS://a.b/", True),
+    ("allow_origins", "localhost:3000", False), ("allow_origins", "ftp://a.b", False),
+    ("allow_origins", "http://a.b/app", False), ("allow_origins", "*", False)])
+def test_allowed_names_are_checked_at_start(field: str, value: str, ok: bool) -> None:
+    settings = ServerSettings.model_validate({field: (value,)})
+    if ok:
+        check_names(settings)
+    else:
+        with pytest.raises(ValueError, match=f"--{field[:-1].replace('_', '-')} '"):
+            check_names(settings)
 
 
 # ---- connections -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from localroute.server.settings import (
     API_KEY_ENV,
     ServerSettings,
     check_bind,
+    check_names,
 )
 
 
@@ -122,6 +123,7 @@ def serve(
         max_connections_per_client=min(max_connections_per_client, connections))
     try:
         check_bind(settings)
+        check_names(settings)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     active = run_async(active_profile(profile))

@@ -25,7 +25,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from localroute.server.errors import error_body
-from localroute.server.settings import ALLOW_HOSTS_ENV, ALLOW_ORIGINS_ENV, ServerSettings
+from localroute.server.settings import (
+    ALLOW_HOSTS_ENV,
+    ALLOW_ORIGINS_ENV,
+    ServerSettings,
+    split_host,
+)
 
 OPEN_PATHS = frozenset({"/health"})  # liveness probes carry no key
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -33,26 +38,6 @@ LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 EXPOSED = ["X-Localroute-Trace-Id", "X-Localroute-Route", "X-Localroute-Role",
            "X-Localroute-Model", "X-Localroute-Decided-By", "X-Localroute-Validation"]
-
-
-def split_host(value: str) -> tuple[str, int | None] | None:
-    """`name` and `port` of a Host header value (`[::1]:8808`, `localhost`), None if malformed."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            return None
-        name, rest = value[:end + 1], value[end + 1:]
-    else:
-        name, sep, port = value.partition(":")
-        rest = sep + port
-    if not name:
-        return None
-    if not rest:
-        return name, None
-    if rest.startswith(":") and rest[1:].isdigit() and len(rest) <= 6:
-        return name, int(rest[1:])
-    return None
 
 
 def _literal(address: str) -> str:

@@ -46,6 +46,41 @@ class ServerSettings(BaseModel):
     max_connections_per_client: PositiveInt = 64
 
 
+def split_host(value: str) -> tuple[str, int | None] | None:
+    """`name` and `port` of a Host header value (`[::1]:8808`, `localhost`), None if malformed."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        name, rest = value[:end + 1], value[end + 1:]
+    else:
+        name, sep, port = value.partition(":")
+        rest = sep + port
+    if not name:
+        return None
+    if not rest:
+        return name, None
+    if rest.startswith(":") and rest[1:].isdigit() and len(rest) <= 6:
+        return name, int(rest[1:])
+    return None
+
+
+def check_names(settings: ServerSettings) -> None:
+    """Refuse --allow-host and --allow-origin values that could never match a request."""
+    for name in settings.allow_hosts:
+        if split_host(name) is None:
+            raise ValueError(f"--allow-host '{name}' is not a host name; give NAME or NAME:PORT "
+                             "as clients write it in the Host header (e.g. proxy.example)")
+    for origin in settings.allow_origins:
+        scheme, sep, rest = origin.lower().partition("://")
+        if scheme not in ("http", "https") or not sep or "/" in rest.rstrip("/") or \
+                split_host(rest.rstrip("/")) is None:
+            raise ValueError(f"--allow-origin '{origin}' is not a web origin; give "
+                             "SCHEME://HOST[:PORT] as the browser shows it, e.g. "
+                             "http://localhost:3000")
+
+
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach; unknown host names count as public."""
     if host == "localhost":
