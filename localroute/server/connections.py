@@ -142,8 +142,8 @@ def bounded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
         # -- the request head ----------------------------------------------------------------
 
         def data_received(self, data: bytes) -> None:
-            if self._lingering:
-                return  # an error was answered; what still comes is dropped
+            if self._lingering or self._client is None:
+                return  # an error was answered (or the connection refused): dropped
             super().data_received(data)
             if self.conn.their_state is not h11.IDLE:
                 self._cancel_head_timer()  # a whole request head arrived
