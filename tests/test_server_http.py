@@ -248,8 +248,8 @@ def test_nesting_within_the_bound_is_still_parsed(plain: Serve) -> None:
 # ---- slow and oversized requests ----------------------------------------------------------
 
 def test_a_trickled_request_head_is_cut_at_its_deadline(plain: Serve) -> None:
+    started = time.monotonic()  # before the connection: the server's clock starts at accept
     with socket.create_connection(("127.0.0.1", plain.port), timeout=60) as sock:
-        started = time.monotonic()
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         data = b""
         while chunk := sock.recv(65536):
