@@ -15,6 +15,7 @@ from localroute.cli.common import (
     err,
     out,
     print_json,
+    printable,
     run_async,
 )
 from localroute.client.llm_client import LLMClient
@@ -149,7 +150,7 @@ async def _ask_role(question: str, role: str, profile: str | None, stream: bool,
         if stream and not as_json:
             async for event in client.stream(role, messages, max_tokens=max_tokens):
                 if event.type == "content":
-                    sys.stdout.write(event.text)
+                    sys.stdout.write(printable(event.text))
                     sys.stdout.flush()
                 elif event.type == "reasoning":
                     err.print(event.text, end="", style="dim", highlight=False)

@@ -66,7 +66,7 @@ def create_app(
         orchestrator=orchestrator,
         admission=admission,
         metrics=ServerMetrics(client.gates.snapshot),
-        feedback=FeedbackLog(settings.feedback_path),
+        feedback=FeedbackLog(settings.feedback_path, max_file_bytes=settings.feedback_max_bytes),
         governor=governor,
         window=window,
         recent=recent,
@@ -88,5 +88,5 @@ def create_app(
     app.state.localroute = state
     install_handlers(app)
     register(app)
-    app.add_middleware(Guards, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(Guards, settings=settings)
     return app
