@@ -51,7 +51,7 @@ class Serve:
 
     def __init__(self, config: Path, *args: str, host: str = "127.0.0.1",
                  env: dict[str, str] | None = None, wait: bool = True,
-                 preexec: Callable[[], None] | None = None) -> None:
+                 preexec: Callable[[], None] | None = None, governed: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.base_url = self.url + "/v1"
@@ -62,6 +62,11 @@ class Serve:
         environ.update(env or {})
         # A file, not a pipe: nobody drains a pipe while the server runs, and a full one blocks it.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        if not governed and "--mode" not in args:
+            # A busy test machine drives the CPU sensor into ALERT, which refuses heavy roles:
+            # these tests are about the API, so the mode is pinned (test_server_governance.py
+            # starts the server governed by its sensors).
+            args = (*args, "--mode", "NORMAL")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "localroute", "--config", str(config), "serve", "--host", host,
              "--port", str(self.port), "--profile", "test", *args],

@@ -63,7 +63,7 @@ def test_manual_degraded_downgrades_refuses_and_is_recorded(
     # and misses health probes meanwhile (the sensors would rightly call it down): start idle.
     httpx.post(llama_server.base_url + "/chat/completions", timeout=300, json={
         "model": MODEL_ALIAS, "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]})
-    server = Serve(config, env=env)
+    server = Serve(config, env=env, governed=True)
     try:
         assert health_mode(server) == "NORMAL"
         assert runtime(state)["gate_state"]["router"]["capacity"] == 4

@@ -78,6 +78,10 @@ class LlamaServer:
                 str(n_ctx),
                 "--n_threads",
                 "2",
+                # The server's default ends a running stream whenever another request arrives
+                # (a health probe, another test's call): docs/backends.md.
+                "--interrupt_requests",
+                "False",
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
