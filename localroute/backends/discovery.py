@@ -90,7 +90,7 @@ async def _post_json(http: httpx.AsyncClient, url: str, body: dict[str, Any]) ->
 
 
 async def _ollama_shows(http: httpx.AsyncClient, root: str, tags: Any) -> dict[str, Any]:
-    names = [n for n in (facts.text(facts.mapping(m).get("name"))
+    names = [n for n in (facts.ident(facts.mapping(m).get("name"))
                          for m in facts.items(facts.mapping(tags).get("models"))) if n]
     gate = asyncio.Semaphore(SHOW_CONCURRENCY)
 

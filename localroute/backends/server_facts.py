@@ -78,6 +78,15 @@ def text(value: Any, limit: int = MAX_TEXT) -> str | None:
     return cleaned[:limit] or None
 
 
+def ident(value: Any, limit: int = 1000) -> str | None:
+    """A model id exactly as the server spells it, or None: an id with control characters or
+    of absurd length is dropped, never altered (an altered id names a model that does not
+    exist)."""
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        return None
+    return None if _CONTROL.search(value) else value
+
+
 def count(value: Any) -> int | None:
     """A positive integer, or None (bools, negatives, strings and fractions are not counts)."""
     if isinstance(value, bool):
@@ -120,7 +129,7 @@ def lmstudio_v1(body: Any) -> list[FoundModel] | None:
     out = []
     for raw in items(models):
         m = mapping(raw)
-        key = text(m.get("key"))
+        key = ident(m.get("key"))
         if key is None:
             continue
         instances = [i for i in items(m.get("loaded_instances")) if isinstance(i, dict)]
@@ -151,7 +160,7 @@ def lmstudio_v0(body: Any) -> list[FoundModel] | None:
     out = []
     for raw in items(data):
         m = mapping(raw)
-        model_id = text(m.get("id"))
+        model_id = ident(m.get("id"))
         if model_id is None:
             continue
         loaded = m.get("state") == "loaded"
@@ -175,11 +184,11 @@ def ollama(tags: Any, ps: Any, shows: dict[str, Any]) -> list[FoundModel] | None
     models = mapping(tags).get("models")
     if not isinstance(models, list):
         return None
-    running = {text(mapping(r).get("name")): mapping(r) for r in items(mapping(ps).get("models"))}
+    running = {ident(mapping(r).get("name")): mapping(r) for r in items(mapping(ps).get("models"))}
     out = []
     for raw in items(models):
         m = mapping(raw)
-        name = text(m.get("name"))
+        name = ident(m.get("name"))
         if name is None:
             continue
         details = mapping(m.get("details"))
@@ -232,13 +241,13 @@ def llama_server(props: Any, models: Any) -> list[FoundModel] | None:
     settings = mapping(p.get("default_generation_settings"))
     if not settings and "total_slots" not in p and "model_path" not in p:
         return None
-    path = text(p.get("model_path"), 1000)
+    path = ident(p.get("model_path"))
     slot_ctx = count(settings.get("n_ctx")) or count(p.get("n_ctx"))
     caps = mapping(p.get("chat_template_caps"))
     out = []
     for raw in items(mapping(models).get("data")) or [{"id": path}]:
         m = mapping(raw)
-        model_id = text(m.get("id"), 1000)
+        model_id = ident(m.get("id"))
         if model_id is None:
             continue
         meta = mapping(m.get("meta"))
@@ -268,7 +277,7 @@ def is_vllm(entries: list[dict[str, Any]]) -> bool:
 def vllm(entries: list[dict[str, Any]]) -> list[FoundModel]:
     out = []
     for e in entries:
-        model_id = text(e.get("id"))
+        model_id = ident(e.get("id"))
         if model_id is None:
             continue
         context = count(e.get("max_model_len"))
@@ -284,7 +293,7 @@ def plain(entries: list[dict[str, Any]], llama_cpp_python: bool) -> list[FoundMo
     """Models of a server that only lists ids (llama-cpp-python, any OpenAI-compatible server)."""
     out = []
     for e in entries:
-        model_id = text(e.get("id"), 1000)
+        model_id = ident(e.get("id"))
         if model_id is None:
             continue
         model = FoundModel(id=model_id, quantization=quant_from_name(model_id), loaded=True)

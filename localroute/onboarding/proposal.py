@@ -186,6 +186,9 @@ def assign(proposal: Proposal, role: str, key: str, why: str = "chosen by you") 
     if role not in proposal.roles:
         raise ValueError(f"unknown role '{role}'; roles: {', '.join(ROLE_ORDER)}")
     roles = dict(proposal.roles)
+    if role == "router" and roles["validation"].key == roles["router"].key:
+        # Validation rides on the router's instance: it follows the router unless moved itself.
+        roles["validation"] = roles["validation"].model_copy(update={"key": key})
     roles[role] = RoleChoice(role=role, key=key, why=why)
     return share(proposal.model_copy(update={"roles": roles}))
 
