@@ -159,7 +159,7 @@ def propose(cands: list[Candidate], excluded: dict[str, str] | None = None) -> P
         wide = max(coders, key=lambda c: (_context(c), c.scale or 0.0))
         rest = [c for c in coders if c.key != wide.key]
         picks["coding_large_context"] = (wide, f"the coder with the largest context "
-                                               f"({_context(wide)} tokens)")
+                                               f"(up to {_context(wide)} tokens)")
         picks["coding"] = ((_largest(rest), "a coder (the largest besides the long-context one)")
                            if rest else (wide, "the only coder found"))
     else:
