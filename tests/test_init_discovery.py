@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
 from localroute.backends.discovery import FoundServer, discover, nothing_found_message
+from localroute.config.loader import PACKAGED_MODELS, config_origin
 from localroute.onboarding import sizing
 from localroute.onboarding.proposal import (
     Candidate,
@@ -148,6 +150,11 @@ async def test_a_model_too_large_alone_is_not_proposed(servers: dict[str, str]) 
     assert heavy.key == by_id["deepseek-ai/deepseek-r1-distill-qwen-14b"].key
     assert heavy.shares_with == "reasoning"
     assert any("qwen3-next-80b" in n and "40.0 GiB budget" in n for n in proposal.notes)
+    # With 1 GiB nothing fits alone (the smallest, qwen3-1.7b, needs 5.3 GiB at 32768 tokens):
+    # the proposal is made anyway and says so.
+    nothing = propose(cands, sizing.too_large(cands, 1 * GIB))
+    assert nothing.roles["reasoning_heavy"].key == by_id["qwen/qwen3-next-80b"].key
+    assert nothing.notes and "proposed anyway" in nothing.notes[0]
 
 
 async def test_plan_check_sizes_every_instance_and_judges_the_budget(
@@ -219,3 +226,15 @@ def test_names_give_size_and_family() -> None:
     assert name_params("qwen3-1.7b") == 1.7e9 and name_params("phi-4") is None
     assert is_coder("qwen2.5-coder:7b") and is_coder("mistralai/devstral-small-2")
     assert is_coder("codellama:13b") and not is_coder("t5-decoder") and not is_coder("qwen3:4b")
+
+
+def test_config_file_order(tmp_path: Path) -> None:
+    mine, other = tmp_path / "dir" / "models.yaml", tmp_path / "other.yaml"
+    env = {"LOCALROUTE_CONFIG_DIR": str(mine.parent)}
+    assert config_origin(None, env) == (PACKAGED_MODELS, "packaged")  # no user file yet
+    mine.parent.mkdir()
+    mine.write_text("version: 1\n")
+    assert config_origin(None, env) == (mine, "user")
+    assert config_origin(None, env | {"LOCALROUTE_CONFIG": str(other)}) == (
+        other, "LOCALROUTE_CONFIG")
+    assert config_origin(str(other), env) == (other, "--config")

@@ -116,7 +116,8 @@ async def identify(http: httpx.AsyncClient, root: str) -> FoundServer | str:
         return (f"GET /v1/models answered HTTP {first.status_code}: the server wants an API key "
                 "(write the models.yaml by hand with `api_key`)")
     try:
-        listed = facts.openai_models(first.json()) if first.status_code == 200 else None
+        listed = (facts.openai_models(first.json())
+                  if first.status_code == 200 and len(first.content) <= MAX_BODY else None)
     except ValueError:
         listed = None
     v1, v0, tags, props = await asyncio.gather(

@@ -112,6 +112,9 @@ def init(
 ) -> None:
     """Find your model servers, propose a role for each model, and write models.yaml."""
     target = None if to_stdout else Path(out_file).expanduser() if out_file else user_config_file()
+    if target is not None and target.is_dir():
+        raise UsageError(f"--out {target}: is a directory; name the file to write, e.g. "
+                         f"{target / 'models.yaml'}")
     if target is not None and target.exists() and not force:
         raise UsageError(f"{target} already exists; pass --force to replace it "
                          "(or --out FILE to write elsewhere, --print to see the proposal)")

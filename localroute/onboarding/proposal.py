@@ -123,8 +123,11 @@ def propose(cands: list[Candidate], excluded: dict[str, str] | None = None) -> P
     chat = [c for c in cands if not c.embedding]
     if not chat:
         raise ValueError("the servers list only embedding models; load a chat model first")
-    usable = [c for c in chat if c.key not in excluded] or chat
+    usable = [c for c in chat if c.key not in excluded]
     notes = [f"{c.label()}: not proposed, {excluded[c.key]}" for c in chat if c.key in excluded]
+    if not usable:
+        usable, notes = chat, ["every chat model needs more than the memory budget on its own; "
+                               "proposed anyway (load one at a time, or lower the contexts)"]
     if len(usable) == 1:
         only = usable[0]
         why = f"the only chat model found ({_size(only)}): every role uses it"
