@@ -26,7 +26,8 @@ from localroute.backends.server_facts import FoundModel
 DEFAULT_PORTS: dict[str, int] = {"lmstudio": 1234, "ollama": 11434, "llamacpp": 8080,
                                  "vllm": 8000}
 DEFAULT_HOST = "127.0.0.1"
-TIMEOUT = httpx.Timeout(5.0, connect=1.5)
+# A serialised server (llama-cpp-python) answers its model list only between generations.
+TIMEOUT = httpx.Timeout(10.0, connect=1.5)
 MAX_BODY = 8 * 2**20  # a model list is kilobytes; anything far larger is not one
 SHOW_CONCURRENCY = 4  # Ollama /api/show calls in flight at once
 
