@@ -92,8 +92,8 @@ def once_per_machine(marker: str, directory: Path | None = None) -> bool:
     An unwritable state dir counts as "already", so nothing repeats on every run."""
     path = (directory or state_dir()) / marker
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        private_dir(path.parent)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except OSError:  # FileExistsError included
         return False
     with os.fdopen(fd, "w", encoding="utf-8") as f:
