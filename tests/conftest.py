@@ -6,6 +6,9 @@ import tempfile
 # Telemetry and governance state of the test run goes to a directory of its own, never to the
 # person's real state directory (subprocesses started by tests inherit it).
 os.environ.setdefault("LOCALROUTE_STATE_DIR", tempfile.mkdtemp(prefix="localroute-test-state-"))
+# Likewise the user's models.yaml (`localroute init` writes it, and localroute reads it by
+# default): the tests never see the person's own file.
+os.environ.setdefault("LOCALROUTE_CONFIG_DIR", tempfile.mkdtemp(prefix="localroute-test-config-"))
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -121,6 +121,8 @@ async def choose_profile(
     if name:
         return resolve_profile(config, name, source, env), None
     candidates = list(config.auto_profiles)
+    if len(candidates) == 1:  # nothing to choose between: no probe, nothing to say
+        return resolve_profile(config, candidates[0], source, env), None
     for candidate in candidates[:-1]:
         profile = resolve_profile(config, candidate, source, env)
         statuses = await role_statuses(profile)

@@ -20,7 +20,7 @@ from localroute.cli.common import (
 )
 from localroute.client.llm_client import LLMClient
 from localroute.config.modes import Mode, ModesConfig, load_modes
-from localroute.governance.state_files import manual_mode
+from localroute.governance.state_files import manual_mode, once_per_machine
 from localroute.orchestrator.build import build_orchestrator
 from localroute.orchestrator.state import ExecutionContext, TaskState
 from localroute.tools.protected import Protection
@@ -44,6 +44,21 @@ def tool_roots(cli: list[str] | None, modes: ModesConfig, *, default_to_cwd: boo
                             default_to_cwd=default_to_cwd)
     except RootError as exc:
         raise UsageError(str(exc)) from None
+
+
+EMBEDDED_NOTE_MARKER = "embedded_note_shown"
+EMBEDDED_NOTE = (
+    "note: this answer comes from the embedded SmolLM2-135M, a tiny demonstration model whose "
+    "answers are poor. To use your own models, start LM Studio, Ollama, llama.cpp or vLLM and "
+    "run `localroute init`: it finds the server and writes the configuration. (Shown once.)"
+)
+
+
+def note_embedded_answer(backend: str | None) -> None:
+    """The first answer of the embedded model on this machine says what it is, on stderr only
+    (stdout, --json included, carries the answer and nothing else)."""
+    if backend == "embedded" and once_per_machine(EMBEDDED_NOTE_MARKER):
+        err.print(f"[yellow]{EMBEDDED_NOTE}[/yellow]", highlight=False)
 
 
 def parse_mode(value: str | None) -> Mode | None:
@@ -104,6 +119,8 @@ def ask(
         if ctx.reply is not None:
             out.print(ctx.reply, markup=False, highlight=False)
         _print_flags(ctx)
+    if ctx.reply is not None and ctx.response is not None:
+        note_embedded_answer(ctx.response.backend)
     if ctx.state == TaskState.FAILED:
         if not as_json:
             err.print(f"[red]failed:[/red] {ctx.error}", highlight=False)
@@ -160,15 +177,18 @@ async def _ask_role(question: str, role: str, profile: str | None, stream: bool,
                     raise SystemExit(1)
                 elif event.type == "done":
                     sys.stdout.write("\n")
+            note_embedded_answer(active.role(role).backend.value)
             return
         response = await client.respond(role, messages, max_tokens=max_tokens)
     finally:
         await client.aclose()
     if as_json:
         print_json(response.model_dump(mode="json") | {"truncated": response.truncated})
+        note_embedded_answer(response.backend)
         return
     if response.reasoning:
         err.print(response.reasoning, style="dim", highlight=False)
     out.print(response.content, highlight=False, markup=False)
     if response.truncated:
         err.print("[yellow]note: the answer stopped at the token limit and is incomplete.[/]")
+    note_embedded_answer(response.backend)

@@ -11,6 +11,7 @@ from localroute.cli import (
     ask_cmd,
     bench_cmd,
     eval_cmd,
+    init_cmd,
     models_cmd,
     resources_cmd,
     route_cmd,
@@ -37,7 +38,8 @@ def main(
         "--config",
         "-c",
         envvar="LOCALROUTE_CONFIG",
-        help="models.yaml to use (default: the packaged one).",
+        help="models.yaml to use (default: the one `localroute init` wrote, else the "
+        "packaged one).",
     ),
     profile: str | None = typer.Option(
         None, "--profile", "-p", envvar="LOCALROUTE_PROFILE", help="Profile for every command."
@@ -47,6 +49,7 @@ def main(
     state.config, state.profile, state.debug = config, profile, debug
 
 
+app.command()(init_cmd.init)
 app.command()(ask_cmd.ask)
 app.command()(models_cmd.models)
 app.command()(models_cmd.doctor)

@@ -7,7 +7,16 @@ from rich.table import Table
 
 from localroute.backends.health import role_statuses
 from localroute.backends.loading import auto_evict_risk
-from localroute.cli.common import JsonOpt, ProfileOpt, active_profile, out, print_json, run_async
+from localroute.cli.common import (
+    JsonOpt,
+    ProfileOpt,
+    active_profile,
+    out,
+    print_json,
+    run_async,
+    state,
+)
+from localroute.config.loader import config_origin, describe_origin
 
 
 def _yes_no(value: bool | None) -> str:
@@ -20,10 +29,12 @@ def models(profile: str | None = ProfileOpt, as_json: bool = JsonOpt) -> None:
     async def go() -> None:
         active = await active_profile(profile)
         statuses = await role_statuses(active)
+        path, origin = config_origin(state.config)
         if as_json:
-            print_json({"profile": active.name, "roles": [s.model_dump() for s in statuses]})
+            print_json({"profile": active.name, "config": str(path), "config_origin": origin,
+                        "roles": [s.model_dump() for s in statuses]})
             return
-        table = Table(title=f"profile {active.name}  ({active.source})")
+        table = Table(title=f"profile {active.name}", caption=describe_origin(path, origin))
         for col in (
             "role",
             "model",
@@ -62,16 +73,20 @@ def doctor(profile: str | None = ProfileOpt, as_json: bool = JsonOpt) -> None:
         statuses = await role_statuses(active)
         broken = [s for s in statuses if s.problem]
         warnings = auto_evict_risk(active.roles.values(), {s.role: s.loaded for s in statuses})
+        path, origin = config_origin(state.config)
         if as_json:
             print_json(
                 {
                     "profile": active.name,
+                    "config": str(path),
+                    "config_origin": origin,
                     "ok": not broken,
                     "roles": [s.model_dump() for s in statuses],
                     "warnings": warnings,
                 }
             )
             return 1 if broken else 0
+        out.print(f"{describe_origin(path, origin)}; profile '{active.name}'", highlight=False)
         for w in warnings:
             out.print(f"[yellow]![/yellow] {w}", highlight=False)
         for s in statuses:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 import yaml
 from pydantic import BaseModel, ValidationError
 
@@ -25,6 +26,10 @@ from localroute.config.schema import (
 PACKAGED_MODELS = Path(__file__).with_name("models.yaml")
 CONFIG_ENV = "LOCALROUTE_CONFIG"
 PROFILE_ENV = "LOCALROUTE_PROFILE"
+# Where `localroute init` writes the user's models.yaml; the env var moves it (tests, and people
+# who keep their configuration elsewhere).
+CONFIG_DIR_ENV = "LOCALROUTE_CONFIG_DIR"
+USER_CONFIG_NAME = "models.yaml"
 
 
 class ConfigError(ValueError):
@@ -36,11 +41,48 @@ class ConfigError(ValueError):
         super().__init__(f"{file}:{key_path}: {message}" if key_path else f"{file}: {message}")
 
 
-def config_path(explicit: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path:
-    """The config file to use: explicit path, else $LOCALROUTE_CONFIG, else the packaged default."""
+def user_config_file(env: Mapping[str, str] | None = None) -> Path:
+    """The user's models.yaml: $LOCALROUTE_CONFIG_DIR/models.yaml, else the platform's user
+    config directory (platformdirs: ~/.config/localroute on Linux, ~/Library/Application
+    Support/localroute on macOS)."""
     env = os.environ if env is None else env
-    chosen = explicit or env.get(CONFIG_ENV) or PACKAGED_MODELS
-    return Path(chosen).expanduser()
+    explicit = env.get(CONFIG_DIR_ENV)
+    if explicit:
+        return Path(explicit).expanduser() / USER_CONFIG_NAME
+    return Path(platformdirs.user_config_dir("localroute")) / USER_CONFIG_NAME
+
+
+def config_origin(
+    explicit: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> tuple[Path, str]:
+    """The config file to use and where that choice came from, in this order: the explicit path
+    (--config), $LOCALROUTE_CONFIG, the user's file when it exists, the packaged default."""
+    env = os.environ if env is None else env
+    from_env = env.get(CONFIG_ENV)
+    if explicit:
+        same = from_env is not None and str(explicit) == from_env
+        return Path(explicit).expanduser(), CONFIG_ENV if same else "--config"
+    if from_env:
+        return Path(from_env).expanduser(), CONFIG_ENV
+    user = user_config_file(env)
+    if user.is_file():
+        return user, "user"
+    return PACKAGED_MODELS, "packaged"
+
+
+def config_path(explicit: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """The config file to use (see `config_origin` for the order)."""
+    return config_origin(explicit, env)[0]
+
+
+def describe_origin(path: Path, origin: str) -> str:
+    """One line saying which models.yaml is in use and why, for `models` and `doctor`."""
+    if origin == "user":
+        return f"config: {path} (your file, read by default; written by `localroute init`)"
+    if origin == "packaged":
+        return (f"config: {path} (the packaged default; `localroute init` writes one for the "
+                "model servers you run)")
+    return f"config: {path} (chosen with {origin})"
 
 
 def _format_loc(loc: tuple[int | str, ...]) -> str:

@@ -86,6 +86,21 @@ class RuntimeStore:
             self.path.unlink(missing_ok=True)
 
 
+def once_per_machine(marker: str, directory: Path | None = None) -> bool:
+    """True the first time it is asked for `marker` on this machine (this state dir), False ever
+    after: creating the marker file is atomic, so two processes cannot both see a first time.
+    An unwritable state dir counts as "already", so nothing repeats on every run."""
+    path = (directory or state_dir()) / marker
+    try:
+        private_dir(path.parent)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except OSError:  # FileExistsError included
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f"{time.time()}\n")
+    return True
+
+
 def manual_mode(modes: ModesConfig, store: OverrideStore | None = None) -> tuple[Mode, str]:
     """The mode a process without a governor runs in, and why: the persisted manual override
     (`localroute mode set`) when there is one, else modes.yaml's default_mode."""

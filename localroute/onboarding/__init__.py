@@ -1,0 +1,1 @@
+"""onboarding concern of localroute: `localroute init` proposes and writes a models.yaml."""
