@@ -136,6 +136,12 @@ def test_split_reasoning_never_raises_and_strips_every_tag(text: str) -> None:
     assert reasoning != ""
 
 
+def test_split_reasoning_holds_chained_tag_prefixes() -> None:
+    # Found by hypothesis: removing the inner tag joins the outer prefixes into a new one.
+    assert split_reasoning("<t<t<think></think>hink>hink>") == (None, "")
+    assert split_reasoning("a<th<t<think></think>hink>ink>b") == (None, "ab")
+
+
 untagged = st.text(max_size=40).filter(lambda s: TAG.search(s) is None)
 
 

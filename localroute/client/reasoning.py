@@ -43,6 +43,23 @@ def _partial_tag_len(text: str) -> int:
     return 0
 
 
+def _chained_partial_len(text: str) -> int:
+    """Length of the longest suffix made only of proper tag prefixes, each starting at a `<`.
+
+    What a scrubbed channel must hold back: a later removal can join such prefixes with what
+    follows (``"<t<t"`` then ``"hink>hink>"``: removing the ``<think>`` that the second ``<t``
+    completes brings the first ``<t`` next to ``hink>``). A tag has one `<`, so the pieces are
+    found from the right, one `<` at a time.
+    """
+    held, end = 0, len(text)
+    while (start := text.rfind("<", 0, end)) >= 0:
+        piece = text[start:end]
+        if not any(tag.startswith(piece) and tag != piece for tag in _TAGS):
+            break
+        held, end = len(text) - start, start
+    return held
+
+
 def _scrub(text: str) -> str:
     """Remove tags until none is left: removing one can join its neighbours into a new one."""
     while (match := _TAG_RE.search(text)) is not None:
@@ -62,7 +79,7 @@ class _TagScrubber:
 
     def push(self, text: str) -> str:
         text = _scrub(self._carry + text)
-        held = _partial_tag_len(text)
+        held = _chained_partial_len(text)
         self._carry = text[len(text) - held :]
         return text[: len(text) - held]
 
