@@ -208,8 +208,8 @@ def test_mode_set_persists_refuses_forbidden_edges_and_clears(
 
 def test_load_refuses_a_stack_that_does_not_fit() -> None:
     runner = CliRunner()
-    refused = runner.invoke(app, ["load", "--profile", "m4max"])
-    assert "budget is 128.00 GiB" in str(refused.exception)
+    refused = runner.invoke(app, ["load", "--profile", "m4max", "--budget", "10"])
+    assert "the pinned set does not fit: router 13.08 GiB" in str(refused.exception)
     assert "nothing was loaded" in str(refused.exception)
     done = runner.invoke(app, ["load", "--profile", "embedded", "--json"])
     assert done.exit_code == 0, done.output
