@@ -131,7 +131,7 @@ async def _ask_role(question: str, role: str, profile: str | None, stream: bool,
                 if event.type == "content":
                     sys.stdout.write(event.text)
                     sys.stdout.flush()
-                elif event.type == "reasoning":
+                elif event.type in ("reasoning", "note"):
                     err.print(event.text, end="", style="dim", highlight=False)
                 elif event.type == "error":
                     sys.stdout.write("\n")

@@ -7,7 +7,6 @@ import os
 import time
 from typing import Any
 
-import httpx
 import typer
 from rich.console import Group
 from rich.live import Live
@@ -205,14 +204,14 @@ def load(
         raise UsageError(f"{'; '.join(rplan.problems)}; nothing was loaded")
 
     async def go() -> list[dict[str, Any]]:
-        async with httpx.AsyncClient() as http:
-            # On-demand instances are loaded by the process that needs them, not here.
-            owners = [x for x in active.roles.values() if x.instance == x.name and not x.on_demand]
-            return [(await load_role(x, http)).model_dump() for x in owners]
+        # On-demand instances are loaded by the process that needs them, not here.
+        owners = [x for x in active.roles.values() if x.instance == x.name and not x.on_demand]
+        return [(await load_role(x)).model_dump() for x in owners]
 
     results = run_async(go())
     if as_json:
-        print_json({"profile": active.name, "planned_bytes": rplan.pinned_bytes, "results": results})
+        print_json({"profile": active.name, "planned_bytes": rplan.pinned_bytes,
+                    "results": results})
     else:
         for r in results:
             mark = {"loaded": "[green]✓[/green]", "failed": "[red]✗[/red]"}.get(r["status"], "·")

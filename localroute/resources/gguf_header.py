@@ -6,13 +6,21 @@ guess) and the architecture keys the KV cache depends on.
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from localroute.config.telemetry import state_dir
 from localroute.resources.catalog import ModelSpec
+
+# Parsing a header reads every metadata array (a 49K-token vocabulary is most of it): seconds on
+# a busy machine. Every client sizes its instances at start, so the facts are kept on disk per
+# file path, size and modification time.
+CACHE_NAME = "gguf_facts.json"
 
 
 class GGUFFacts(BaseModel):
@@ -41,11 +49,46 @@ def read_gguf(path: str | Path) -> GGUFFacts:
     file = Path(path).expanduser()
     if not file.is_file():
         raise GGUFError(f"GGUF file '{file}' does not exist; pass the path of a .gguf model")
-    return _read(str(file.resolve()), file.stat().st_mtime_ns)
+    stat = file.stat()
+    return _cached(str(file.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+def _cache_file() -> Path:
+    return state_dir() / CACHE_NAME
+
+
+def _load_cache() -> dict[str, Any]:
+    try:
+        data = json.loads(_cache_file().read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 @lru_cache(maxsize=16)
-def _read(path: str, _mtime: int) -> GGUFFacts:
+def _cached(path: str, mtime: int, size: int) -> GGUFFacts:
+    stamp = f"{mtime}:{size}"
+    entry = _load_cache().get(path)
+    if isinstance(entry, dict) and entry.get("stamp") == stamp:
+        try:
+            return GGUFFacts.model_validate(entry["facts"])
+        except (ValidationError, KeyError):
+            pass  # an older layout: read the file again
+    facts = _read(path)
+    cache = _load_cache()
+    cache[path] = {"stamp": stamp, "facts": facts.model_dump()}
+    try:  # best effort: a read-only state dir only costs the next process a parse
+        target = _cache_file()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache), encoding="utf-8")
+        tmp.replace(target)
+    except OSError:
+        pass
+    return facts
+
+
+def _read(path: str) -> GGUFFacts:
     import gguf  # imported here: parsing needs numpy and takes ~1 s, only when a file is sized
 
     try:
