@@ -29,7 +29,7 @@ from localroute.orchestrator.state import ExecutionContext, TaskState
 from localroute.residency.scheduler import State
 from localroute.types import LLMLoadTimeout
 from tests.conftest import SESSION_MARK, make_profile
-from tests.support.servers import gguf_path, leftover_model_servers
+from tests.support.servers import gguf_path, leftover_model_servers, managed_by
 
 BUDGET_GB = 0.4
 HI = [{"role": "user", "content": "Say hi."}]
@@ -44,9 +44,11 @@ def managed(path: Path | str, **kw: Any) -> dict[str, Any]:
 
 
 def two_models(gemma: Path, *, budget: float = BUDGET_GB, router: dict[str, Any] | None = None,
-               reasoning: dict[str, Any] | None = None, **profile: Any) -> ResolvedProfile:
+               reasoning: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+               **profile: Any) -> ResolvedProfile:
     p = make_profile({"router": managed(gguf_path(), **(router or {})),
-                      "reasoning": managed(gemma, chat_format="gemma", **(reasoning or {}))})
+                      "reasoning": managed(gemma, chat_format="gemma", **(reasoning or {})),
+                      **(extra or {})})
     return p.model_copy(update={"memory_budget_gb": budget, "min_residency": 0.0, **profile})
 
 
@@ -260,6 +262,41 @@ async def test_a_load_timeout_ends_in_the_typed_error_and_the_fallback(gemma_ggu
     assert server_pids() == set()  # the half-started servers went with their loads
 
 
+PROOF = ("Prove that the square root of 2 is irrational, step by step, and explain why each "
+         "step holds.")  # routed to the reasoning role (depth 10) by the packaged classifier
+
+
+async def test_a_resident_substitute_answers_when_the_load_would_take_too_long(
+        gemma_gguf: Path) -> None:
+    validation = {"validation": {"shares_instance_with": "router"}}
+    profile = two_models(gemma_gguf, extra=validation,
+                         reasoning={"substitutes": ["router"], "max_wait": 0.5})
+    client = LLMClient(profile)
+    orchestrator = build_orchestrator(profile, client=client)
+    try:
+        await client.respond("router", HI)  # the router is resident, the reasoning model not
+        ctx = await orchestrator.run(ExecutionContext(messages=[{"role": "user",
+                                                                 "content": PROOF}],
+                                                      allow_router_model=False))
+        assert ctx.state == TaskState.COMPLETED, ctx.error
+        assert ctx.summary()["substituted_for"] == "reasoning" and ctx.role == "router"
+        selection = next(s for s in ctx.steps if s.state == TaskState.MODEL_SELECTION)
+        assert "reasoning not resident, load ~" in selection.detail
+        assert "(max_wait 0.5 s); router resident (wait ~0 s): answered by it" in selection.detail
+        assert ("load", "reasoning", "request") not in events(client)  # never loaded
+        # Without a substitute the request waits for the load and the wanted role answers.
+        patient = two_models(gemma_gguf, extra=validation)
+        client2 = LLMClient(patient)
+        ctx2 = await build_orchestrator(patient, client=client2).run(ExecutionContext(
+            messages=[{"role": "user", "content": PROOF}], allow_router_model=False))
+        await client2.aclose()
+        assert ctx2.state == TaskState.COMPLETED, ctx2.error
+        assert ctx2.summary()["substituted_for"] is None
+        assert ctx2.response is not None and ctx2.response.role == "reasoning"
+    finally:
+        await client.aclose()
+
+
 def test_ask_loads_the_model_answers_and_leaves_no_process(tmp_path: Path) -> None:
     config = tmp_path / "models.yaml"
     config.write_text(
@@ -267,14 +304,61 @@ def test_ask_loads_the_model_answers_and_leaves_no_process(tmp_path: Path) -> No
         "    roles:\n      router:\n        backend: llamacpp\n"
         f"        model_path: {gguf_path()}\n        context_length: 512\n"
         "        max_tokens: 8\n        residency: on_demand\n        idle_ttl: 60\n")
-    done = subprocess.run([sys.executable, "-m", "localroute", "--config", str(config), "ask",
-                           "Say hi.", "--role", "router", "--json"], capture_output=True,
-                          text=True, timeout=300, env={**os.environ})
-    assert done.returncode == 0, done.stderr
-    answer = json.loads(done.stdout)
+    proc = subprocess.Popen([sys.executable, "-m", "localroute", "--config", str(config), "ask",
+                             "Say hi.", "--role", "router", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ})
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    answer = json.loads(stdout)
     assert answer["content"] and answer["role"] == "router"
     assert answer["notes"][0].startswith("loaded 'SmolLM2-135M-Instruct.Q4_1' in")
-    assert leftover_model_servers(os.environ[SESSION_MARK]) == []
+    assert managed_by(proc.pid) == []  # the server it started went with it
+
+
+HOLDER = """
+import asyncio, sys
+from localroute.client.llm_client import LLMClient
+from tests.conftest import make_profile
+
+async def main():
+    role = {"backend": "llamacpp", "model_path": sys.argv[1], "context_length": 512,
+            "max_tokens": 2, "residency": "on_demand"}
+    client = LLMClient(make_profile({"router": role}))
+    await client.respond("router", [{"role": "user", "content": "hi"}])
+    print("PID", client.residency.controls["router"].pid, flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("guardian", ["linux", "polling"])
+def test_a_sigkilled_localroute_takes_its_servers_with_it(guardian: str) -> None:
+    # linux: PR_SET_PDEATHSIG; polling: the guardian macOS uses, forced here by its variable.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    if guardian == "polling":
+        env["LOCALROUTE_GUARDIAN_POLL"] = "1"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(gguf_path())],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout is not None
+        line = ""
+        while not line.startswith("PID "):  # log lines come first
+            line = holder.stdout.readline()
+            assert line, "the holder ended before its server answered"
+        pid = int(line.split()[1])
+        server = psutil.Process(pid)
+        assert "llama_cpp.server" in " ".join(server.cmdline()) or guardian == "polling"
+        holder.kill()  # SIGKILL: no atexit, no signal handler, nothing of localroute runs
+        holder.wait()
+        deadline = time.monotonic() + 30
+        while not gone(pid):
+            assert time.monotonic() < deadline, f"server {pid} outlived its localroute"
+            time.sleep(0.1)
+        assert managed_by(holder.pid) == []  # in polling mode the server under the guardian too
+    finally:
+        if holder.poll() is None:
+            holder.kill()
 
 
 def test_the_leftover_check_finds_a_marked_server() -> None:

@@ -22,6 +22,7 @@ from localroute.config.modes import Mode, ModesConfig, load_modes
 from localroute.governance.state_files import manual_mode
 from localroute.orchestrator.build import build_orchestrator
 from localroute.orchestrator.state import ExecutionContext, TaskState
+from localroute.telemetry.wiring import residency_hook, shared_telemetry
 
 ModeOpt = typer.Option(None, "--mode", "-m", help="Governance mode for this request "
                        "(NORMAL, ALERT, DEGRADED, LOCKDOWN, RECOVERY); default: the override "
@@ -124,6 +125,9 @@ async def _ask_role(question: str, role: str, profile: str | None, stream: bool,
     active = await active_profile(profile)
     active.role(role)  # a clear error for an unknown role before anything loads
     client = LLMClient(active)
+    telemetry = shared_telemetry()
+    if telemetry is not None:  # loads and evictions are recorded like the pipeline's
+        client.residency.on_event = residency_hook(telemetry)
     messages = [{"role": "user", "content": question}]
     try:
         if stream and not as_json:

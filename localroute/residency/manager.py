@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,6 +162,8 @@ class Residency:
         self.on_event: Callable[[ResidencyEvent], None] | None = None
         self.events: list[ResidencyEvent] = []  # the last ones, for the snapshot
         self.wait_s: dict[str, tuple[float, int]] = {}  # queue wait per instance: sum, count
+        self.load_s: dict[str, tuple[float, int]] = {}  # load seconds per instance: sum, count
+        self.eviction_counts: Counter[tuple[str, str, str]] = Counter()  # instance, model, cause
         self._futures: dict[int, asyncio.Future[Lease]] = {}
         self._notes: dict[str, list[str]] = {}  # what the next grants of an instance hear
         self._tasks: set[asyncio.Task[None]] = set()
@@ -322,6 +325,11 @@ class Residency:
 
     def _emit(self, event: ResidencyEvent) -> None:
         self.events = [*self.events[-49:], event]
+        if event.kind == "eviction":
+            self.eviction_counts[(event.instance, event.model, event.cause)] += 1
+        elif event.ok and event.seconds is not None:
+            total, count = self.load_s.get(event.instance, (0.0, 0))
+            self.load_s[event.instance] = (total + event.seconds, count + 1)
         log.info(f"residency.{event.kind}", instance=event.instance, cause=event.cause,
                  ok=event.ok, seconds=event.seconds, error=event.error)
         if self.on_event is not None:
@@ -364,6 +372,18 @@ class Residency:
             loaded = False if died else await control.probe()
             if loaded is False and inst.state == State.ready:
                 self._lost(name, died or "no longer loaded on its server")
+
+    def snapshot(self) -> dict[str, Any]:
+        """Per instance: state, footprint, resident since, last used, TTL expiry, in flight,
+        queued, loads and load times (residency/view.py)."""
+        from localroute.residency.view import snapshot
+
+        return snapshot(self)
+
+    def expected_wait(self, role: str) -> float:
+        """Seconds until the role's instance can take a call (0: resident now); routing reads
+        it to pick a warm substitute."""
+        return self.scheduler.expected_wait(self.profile.role(role).instance, self.clock())
 
     def preload(self) -> None:
         """Start loading the pinned instances now (server start), without a request."""

@@ -114,3 +114,18 @@ def leftover_model_servers(mark: str) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
+
+
+def managed_by(pid: int) -> list[psutil.Process]:
+    """Live model servers started by the localroute process `pid` (its managed servers carry
+    LOCALROUTE_MANAGED_BY=<pid> in their environment)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get("LOCALROUTE_MANAGED_BY") == str(pid):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
