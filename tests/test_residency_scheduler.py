@@ -34,10 +34,10 @@ def kinds(actions: list[object]) -> list[tuple[str, str]]:
     return [(type(a).__name__, getattr(a, "instance", "")) for a in actions]
 
 
-def ready(s: Scheduler, name: str, at: float = 0.0) -> None:
+def ready(s: Scheduler, name: str, at: float = 0.0, load_s: float = 1.0) -> None:
     s.arrive(-1, name, at)
     assert kinds(s.step(at)) == [("Load", name)]
-    s.load_done(name, at, 1.0)
+    s.load_done(name, at, load_s)
     (grant,) = s.step(at)
     assert isinstance(grant, Grant)
     s.release(name, at)
@@ -64,9 +64,9 @@ def test_a_load_that_does_not_fit_unloads_an_idle_model_then_waits_for_it() -> N
     assert isinstance(unload, Unload)
     assert (unload.instance, unload.cause, unload.for_instance, unload.idle_s) == (
         "a", "memory", "b", 10.0)
-    # One use 10 s ago over a 900 s horizon: P(needed) = 1 - exp(-exp(-10/900)) = 0.628; the
-    # measured load took 1 s, so evicting it is expected to cost 0.628 s.
-    assert unload.expected_cost_s == 0.628
+    # One use 10 s ago over the default 60 s horizon: P(needed) = 1 - exp(-exp(-10/60)) =
+    # 0.571; the measured load took 1 s, so evicting it is expected to cost 0.571 s.
+    assert unload.expected_cost_s == 0.571
     assert s.instances["a"].state == State.stopping
     assert s.step(10.5) == []  # b waits for the memory
     s.unload_done("a", 11.0)
@@ -206,3 +206,30 @@ def test_expected_wait_uses_measured_load_times() -> None:
     assert s.expected_wait("a", 0.0) == 0.0
     s.lost("a", "gone")
     assert s.expected_wait("a", 0.0) == 1.0  # the measured load (1 s in ready())
+
+
+def test_a_busy_cheap_victim_is_waited_for_rather_than_evicting_a_dear_idle_one() -> None:
+    s = sched(spec("cheap"), spec("dear"), spec("new"), budget=2 * GB, max_overtake_s=30.0)
+    ready(s, "cheap", at=0.0, load_s=1.0)
+    ready(s, "dear", at=0.0, load_s=30.0)
+    for t in range(1, 10):  # dear is in steady use (and slow to load) ...
+        s.arrive(100 + t, "dear", float(t))
+        s.step(float(t))
+        s.release("dear", float(t))
+    s.arrive(1, "cheap", 10.0)  # ... cheap has one long call in flight
+    s.step(10.0)
+    s.arrive(2, "new", 11.0)
+    assert s.step(11.0) == []  # dear is idle, but losing it costs more: wait for cheap
+    s.release("cheap", 20.0)
+    (unload,) = s.step(20.0)
+    assert isinstance(unload, Unload) and unload.instance == "cheap"
+
+
+async def test_after_an_unload_the_load_waits_for_free_memory_to_recover() -> None:
+    from localroute.residency.manager import wait_for_memory
+
+    readings = iter([1 * GB, 2 * GB, 5 * GB])  # the machine hands the memory back lazily
+    ok, waited = await wait_for_memory(4 * GB, timeout=10.0, available=lambda: next(readings))
+    assert ok and waited > 0  # it polled until the third reading covered the 4 GB load
+    ok, waited = await wait_for_memory(4 * GB, timeout=0.3, available=lambda: 1 * GB)
+    assert not ok and waited >= 0.3  # gave up after the timeout (the load then goes ahead)

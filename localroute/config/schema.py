@@ -106,7 +106,9 @@ class ResidencySettings(_Strict):
     queue_timeout_s: PositiveFloat = 600.0  # the longest a request waits for its model
     memory_recovery_s: NonNegativeFloat = 10.0  # wait for free memory after an unload
     stop_grace_s: PositiveFloat = 10.0  # SIGTERM, then SIGKILL after this many seconds
-    usage_horizon_s: PositiveFloat = 900.0  # how far recent use predicts the next request
+    # How far ahead recent use predicts the next request: short keeps the models' rates apart
+    # (over a long horizon every model in use looks certain to be needed).
+    usage_horizon_s: PositiveFloat = 60.0
     load_bandwidth_gb_s: PositiveFloat = 2.0  # load-time estimate before one is measured
     load_overhead_s: NonNegativeFloat = 2.0  # ... plus this fixed start cost
 

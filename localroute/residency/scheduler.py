@@ -24,13 +24,13 @@ did not work (a new request tries again). Per request, at every step:
    b. the footprint fits the budget minus the pinned set minus what is resident (starting,
       ready or stopping): load;
    c. instances already stopping will free enough: wait for them;
-   d. else choose victims among ready on-demand instances that are idle (no call in flight),
-      outside `min_residency`, with the lowest expected cost = expected load time x
-      probability of being needed again within the usage horizon (from recent use); unload
-      them and load once they are gone (the manager then waits for free memory to recover);
-   e. no idle set suffices: if the request is starved, drain the cheapest set (no new grants;
-      unloaded once its calls end -- in-flight work is never cut); else wait, so requests to
-      resident models keep flowing and overtake it for at most `max_overtake_s`.
+   d. else choose the victims among ready on-demand instances outside `min_residency`: the set
+      with the lowest expected cost = expected load time x probability of being needed again
+      within the usage horizon (from recent use). All idle (no call in flight): unload them
+      and load once they are gone (the manager then waits for free memory to recover);
+   e. the cheapest set has a call in flight: if the request is starved, drain that set (no
+      new grants; unloaded once its calls end -- in-flight work is never cut); else wait, so
+      requests to resident models keep flowing and overtake it for at most `max_overtake_s`.
 5. An idle on-demand instance whose `idle_ttl` has passed since its last completed call, with
    nothing in flight and nobody waiting, is unloaded. Listings and health probes never reach
    the scheduler, so they neither load a model nor reset its timer.
@@ -149,7 +149,7 @@ HELD = (State.starting, State.ready, State.stopping)
 class Scheduler:
     def __init__(self, specs: list[InstanceSpec], *, budget: int, min_residency: float = 0.0,
                  max_overtake_s: float = 30.0, queue_timeout_s: float = 600.0,
-                 horizon_s: float = 900.0, policy: Policy = Policy.cost) -> None:
+                 horizon_s: float = 60.0, policy: Policy = Policy.cost) -> None:
         self.instances = {s.name: Instance(s) for s in specs}
         self.budget = budget
         self.min_residency = min_residency
@@ -358,9 +358,11 @@ class Scheduler:
         else:
             settled = [i for i in resident if i.resident_since is not None
                        and now - i.resident_since >= self.min_residency]
-            idle = [i for i in settled if i.in_flight == 0]
-            victims = self._cheapest(idle, shortfall, now) or (
-                self._cheapest(settled, shortfall, now) if starved else [])
+            # The cheapest set over all settled models; when it holds a busy one, wait for it to
+            # drain (requests to resident models keep flowing) rather than evict a model that
+            # is dearer to lose, until this load is starved: then drain that set.
+            best = self._cheapest(settled, shortfall, now)
+            victims = best if starved or all(v.in_flight == 0 for v in best) else []
         actions: list[Action] = []
         for v in victims:
             target.victims = (*target.victims, v.name)
