@@ -226,7 +226,7 @@ def test_a_busy_cheap_victim_is_waited_for_rather_than_evicting_a_dear_idle_one(
 
 
 async def test_after_an_unload_the_load_waits_for_free_memory_to_recover() -> None:
-    from localroute.residency.manager import wait_for_memory
+    from localroute.residency.tickets import wait_for_memory
 
     readings = iter([1 * GB, 2 * GB, 5 * GB])  # the machine hands the memory back lazily
     ok, waited = await wait_for_memory(4 * GB, timeout=10.0, available=lambda: next(readings))

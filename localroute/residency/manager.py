@@ -19,7 +19,6 @@ import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
@@ -41,92 +40,14 @@ from localroute.residency.scheduler import (
     State,
     Unload,
 )
+from localroute.residency.tickets import Lease, ResidencyEvent, Ticket, wait_for_memory
 from localroute.resources.planner import GIB
 from localroute.resources.residency_plan import ResidencyPlan, check_residency
 from localroute.types import LLMLoadError, LLMLoadTimeout
 
 log = structlog.get_logger("localroute.residency")
-MEMORY_POLL_S = 0.25
 PROBE_INTERVAL_S = 15.0  # how often ready instances on LM Studio / Ollama are checked
 MAX_TIMER_S = 5.0
-
-
-@dataclass
-class ResidencyEvent:
-    """One load or eviction, with its cause (telemetry/events.py turns it into a row)."""
-
-    kind: str  # load | eviction
-    instance: str
-    model: str
-    cause: str  # load: request | restart | preload; eviction: memory | idle_ttl | manual | died
-    ok: bool = True
-    seconds: float | None = None
-    error: str | None = None
-    for_instance: str | None = None
-    evicted: tuple[str, ...] = ()
-    idle_s: float | None = None
-    expected_cost_s: float | None = None
-    footprint_bytes: int = 0
-    adopted: bool = False  # a load that found the model already loaded on its server
-    at: float = field(default_factory=time.time)
-
-
-@dataclass
-class Lease:
-    """A granted instance; the call holds it until `release()` (eviction waits for it)."""
-
-    manager: Residency
-    instance: str
-    waited_s: float
-    notes: list[str]
-    released: bool = False
-
-    def release(self) -> None:
-        if not self.released:
-            self.released = True
-            self.manager._release(self.instance)
-
-
-class Ticket:
-    """A request's place for an instance: `pending` says whether it must wait (a load, or
-    memory), `eta_s` for how long; `async with ticket as lease` waits, then holds the lease."""
-
-    def __init__(self, manager: Residency, waiter: int, instance: str,
-                 future: asyncio.Future[Lease], eta_s: float) -> None:
-        self.manager, self.waiter, self.instance = manager, waiter, instance
-        self.future, self.eta_s = future, eta_s
-        self.lease: Lease | None = None
-
-    @property
-    def pending(self) -> bool:
-        return not self.future.done()
-
-    async def wait(self) -> Lease:
-        try:
-            self.lease = await asyncio.shield(self.future)
-        except asyncio.CancelledError:
-            self.manager._cancel(self.waiter, self.future)  # a caller who left loads nothing
-            raise
-        return self.lease
-
-    async def __aenter__(self) -> Lease:
-        return await self.wait()
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.lease is not None:
-            self.lease.release()
-
-
-async def wait_for_memory(need: int, timeout: float,
-                          available: Callable[[], int]) -> tuple[bool, float]:
-    """Until the machine's available memory can hold `need` bytes (an unload is only done when
-    the memory is back: unified memory is returned lazily); (recovered, seconds waited)."""
-    started = time.monotonic()
-    while available() < need:
-        if time.monotonic() - started >= timeout:
-            return False, time.monotonic() - started
-        await asyncio.sleep(MEMORY_POLL_S)
-    return True, time.monotonic() - started
 
 
 class Residency:
@@ -341,9 +262,12 @@ class Residency:
     # ---- timers, probes, lifecycle ---------------------------------------------------------
 
     def _start_timer(self) -> None:
-        if self._timer is None or self._timer.done():
+        loop = asyncio.get_running_loop()
+        # A client may outlive one event loop (asyncio.run per command): a timer of an old
+        # loop never runs again, so each loop gets its own.
+        if self._timer is None or self._timer.done() or self._timer.get_loop() is not loop:
             self._wake = asyncio.Event()
-            self._timer = asyncio.get_running_loop().create_task(self._run_timer())
+            self._timer = loop.create_task(self._run_timer())
 
     async def _run_timer(self) -> None:
         assert self._wake is not None
@@ -409,7 +333,8 @@ class Residency:
                 future.set_exception(LLMLoadError(
                     "localroute is shutting down", role=role.name if role else None))
         self._futures.clear()
-        tasks = [t for t in (*self._tasks, self._timer) if t is not None]
+        loop = asyncio.get_running_loop()
+        tasks = [t for t in (*self._tasks, self._timer) if t is not None and t.get_loop() is loop]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

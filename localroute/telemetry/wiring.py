@@ -13,7 +13,7 @@ from localroute.client.llm_client import LLMClient
 from localroute.config.modes import ModesConfig
 from localroute.config.schema import ResolvedProfile
 from localroute.config.telemetry import TelemetryConfig, load_telemetry_config
-from localroute.residency.manager import ResidencyEvent
+from localroute.residency.tickets import ResidencyEvent
 from localroute.routing.cache import RoutingCache, routing_fingerprint, shared_cache
 from localroute.routing.classifier import RouteClassifier
 from localroute.routing.policy import RolePolicy
