@@ -238,6 +238,10 @@ def _recent_requests() -> RecentSource | None:
     return read
 
 
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def _status_view(snap: dict[str, Any]) -> Group:
     head = Table.grid(padding=(0, 2))
     head.add_row(f"[bold]mode {snap['mode']}[/bold]", snap["source"], snap.get("cause") or "")
@@ -252,13 +256,24 @@ def _status_view(snap: dict[str, Any]) -> Group:
     for m in snap["models"]:
         models.add_row(m["role"], m["model"], str(m["reachable"]), str(m["loaded"]),
                        _gib(m["memory_bytes"]), _gib(m["planned_bytes"]))
+    residency = Table(title=f"residency ({snap['residency']['source']})")
+    for col in ("instance", "residency", "state", "GiB", "in flight", "queued", "TTL in",
+                "mean load s"):
+        residency.add_column(col)
+    now = time.time()
+    for r in snap["residency"]["instances"]:
+        ttl = r.get("ttl_expires_at")
+        residency.add_row(r["instance"], r["residency"], r["state"], _gib(r["footprint_bytes"]),
+                          _count(r.get("in_flight")), _count(r.get("queued")),
+                          "-" if ttl is None else f"{ttl - now:.0f} s",
+                          "-" if r.get("mean_load_s") is None else f"{r['mean_load_s']:.1f}")
     gates = Table(title="gates")
     for col in ("gate", "capacity", "in flight", "queued"):
         gates.add_column(col)
     for name, g in snap["gates"].items():
         gates.add_row(name, str(g.get("capacity")), str(g.get("in_flight", "-")),
                       str(g.get("waiting", "-")))
-    parts: list[Any] = [head, sensors, models, gates]
+    parts: list[Any] = [head, sensors, models, residency, gates]
     if isinstance(snap["recent_requests"], list):
         recent = Table(title="recent requests")
         for col in ("time", "role", "route", "ok", "ms"):
