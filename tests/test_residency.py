@@ -53,13 +53,13 @@ def two_models(gemma: Path, *, budget: float = BUDGET_GB, router: dict[str, Any]
 
 
 def server_pids() -> set[int]:
-    """This test process's model servers (the guardian execs into the server on Linux)."""
+    """The model servers this test process's residency managers started (the session's own
+    llama_server fixture is not one of them: it carries no LOCALROUTE_MANAGED_BY)."""
     out = set()
-    for child in psutil.Process().children(recursive=True):
+    for proc in managed_by(os.getpid()):
         try:
-            if "llama_cpp.server" in " ".join(child.cmdline()) and \
-                    child.status() != psutil.STATUS_ZOMBIE:
-                out.add(child.pid)
+            if "llama_cpp.server" in " ".join(proc.cmdline()):
+                out.add(proc.pid)
         except psutil.NoSuchProcess:
             continue
     return out

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import traceback
 
-import structlog
 import typer
 
 from localroute.cli import (
@@ -47,12 +45,6 @@ def main(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
 ) -> None:
     state.config, state.profile, state.debug = config, profile, debug
-    # Log lines go to stderr, never into results on stdout (`--json`); below WARNING only with
-    # --debug: what a load or an eviction did is in the answer's notes and in telemetry.
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.DEBUG if debug else logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
 app.command()(ask_cmd.ask)

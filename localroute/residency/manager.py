@@ -251,8 +251,8 @@ class Residency:
         elif event.ok and event.seconds is not None:
             total, count = self.load_s.get(event.instance, (0.0, 0))
             self.load_s[event.instance] = (total + event.seconds, count + 1)
-        log.info(f"residency.{event.kind}", instance=event.instance, cause=event.cause,
-                 ok=event.ok, seconds=event.seconds, error=event.error)
+        # No log line per load or eviction: `ask --json` prints results on stdout, where
+        # structlog writes by default; the answer's notes, the snapshot and telemetry say it.
         if self.on_event is not None:
             try:
                 self.on_event(event)
