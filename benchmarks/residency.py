@@ -26,7 +26,7 @@ of its time, every request a real call (4 tokens). Duplicate loads are two live 
 for one instance at any sample (every 50 ms); a request is cut when it ends in an error or
 without a finish reason.
 
-    python benchmarks/residency.py [--requests 240] [--seed 0] [--json]
+    python benchmarks/residency.py [--requests 240] [--seed 0] [--min-residency S] [--json]
     python benchmarks/residency.py --real [--scale 0.04]
 
 Goal: at least 2x fewer loads than LRU on the same trace, 0 duplicate loads, 0 requests cut.
@@ -156,10 +156,12 @@ def m4max_specs() -> tuple[list[InstanceSpec], dict[str, int]]:
     return specs, slots
 
 
-def simulate(policy: Policy, name: str, trace: list[Request]) -> Stats:
+def simulate(policy: Policy, name: str, trace: list[Request],
+             min_residency: float | None = None) -> Stats:
     specs, slots = m4max_specs()
     profile = m4max()  # its min_residency and residency settings, as shipped
-    sched = Scheduler(specs, budget=SIM_BUDGET, min_residency=profile.min_residency,
+    residency = profile.min_residency if min_residency is None else min_residency
+    sched = Scheduler(specs, budget=SIM_BUDGET, min_residency=residency,
                       max_overtake_s=profile.residency.max_overtake_s, queue_timeout_s=1e9,
                       horizon_s=profile.residency.usage_horizon_s, policy=policy)
     load_s = {s.name: s.footprint / BANDWIDTH + LOAD_OVERHEAD_S for s in specs}
@@ -327,13 +329,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--real", action="store_true", help="also run the real managed servers")
     parser.add_argument("--scale", type=float, default=0.04, help="real run: x trace time")
+    parser.add_argument("--min-residency", type=float, default=None,
+                        help="simulation: override the m4max profile's min_residency (s)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     traces = {"day": make_trace(args.requests, args.seed),
               "contention": contention_trace(args.seed)}
     counts = {name: {r: sum(1 for x in t if x.role == r) for r in ROLES}
               for name, t in traces.items()}
-    rows = [simulate(p, name, t) for name, t in traces.items() for p in POLICIES]
+    rows = [simulate(p, name, t, args.min_residency) for name, t in traces.items()
+            for p in POLICIES]
     if args.real:
         rows += [asyncio.run(real_run(p, "day", traces["day"], args.scale)) for p in POLICIES]
     if args.json:
