@@ -2,8 +2,9 @@
 
 A backend that answers instantly stands in for the model, so what is timed is the orchestrator
 itself: INIT -> routing -> selection -> LLM_CALL -> (validation skipped) -> SYNTHESIS, plus the
-client's gate, context guard and normalisation. Budget (DESIGN.md): p50 <= 1 ms. Routing is
-reported separately (see routing_overhead.py) and subtracted, since the budget is for the machine.
+client's gate, context guard and normalisation. Budget (docs/architecture.md): p50 <= 1 ms.
+Routing is reported separately (see routing_overhead.py) and subtracted, since the budget is for
+the machine.
 
     python benchmarks/orchestrator_overhead.py [N]
 """

@@ -1,7 +1,8 @@
 """Stage 1 + stage 2 routing latency without any model call, over the labelled dev set.
 
-Budget (DESIGN.md): p50 <= 2 ms, p99 <= 10 ms on the 2-core CI machine. Every query of
-The packaged dev set (localroute/routing/dev_data/routing_dev.jsonl) is routed `--repeat` times after one warm-up pass; stage 1 is
+Budget (docs/architecture.md, "Budgets"): p50 <= 2 ms, p99 <= 10 ms on the 2-core CI machine.
+Every query of the packaged dev set (localroute/routing/dev_data/routing_dev.jsonl) is routed
+`--repeat` times after one warm-up pass; stage 1 is
 channel -> rules -> classifier (the router model is never asked), stage 2 is complexity +
 role selection under the NORMAL mode.
 

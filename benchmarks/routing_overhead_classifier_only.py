@@ -54,7 +54,8 @@ def leave_source_out(dev: list[RouteRow]) -> dict[str, tuple[int, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dev", default=None, help="routing_dev.jsonl (default: the dev set packaged with localroute)")
+    parser.add_argument("--dev", default=None,
+                        help="routing dev JSONL (default: the packaged dev set)")
     parser.add_argument("--repeat", type=int, default=3, help="passes over the dev queries")
     parser.add_argument("--lso", action="store_true", help="also run leave-source-out")
     parser.add_argument("--cv", action="store_true", help="also run 5-fold CV")

@@ -1,7 +1,8 @@
 """Stage-1 routing against the `semantic-router` library, k-fold over the same labelled data.
 
-Three systems, the same 5 stratified folds (seed 0) of the packaged dev set (`localroute/routing/dev_data/routing_dev.jsonl`); every
-fold trains on the other four folds plus the packaged handwritten rows and scores its own fold:
+Three systems, the same 5 stratified folds (seed 0) of the packaged dev set
+(`localroute/routing/dev_data/routing_dev.jsonl`); every fold trains on the other four folds
+plus the packaged handwritten rows and scores its own fold:
 
 - localroute: `Stage1Router(...).decide_fast` as shipped (rules, then the TF-IDF + structural
   features logistic-regression classifier). It does NOT use the MiniLM encoder.
@@ -324,7 +325,8 @@ def _versions() -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dev", default=None, help="routing_dev.jsonl (default: the dev set packaged with localroute)")
+    parser.add_argument("--dev", default=None,
+                        help="routing dev JSONL (default: the packaged dev set)")
     parser.add_argument("--k", type=int, default=5, help="number of stratified folds")
     parser.add_argument("--seed", type=int, default=0, help="fold shuffle and model seed")
     parser.add_argument("--threads", type=int, default=1,

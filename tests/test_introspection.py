@@ -1,7 +1,7 @@
 """Model introspection in each server's dialect.
 
 LM Studio and Ollama cannot run here, so their native endpoints are served by a small real HTTP
-server replaying response bodies in the shapes their documentation gives (BACKENDS.md); the
+server replaying response bodies in the shapes their documentation gives (docs/backends.md); the
 llama.cpp path runs against the real server.
 """
 

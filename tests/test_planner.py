@@ -63,7 +63,8 @@ def test_every_catalog_model_is_covered_and_cited() -> None:
 
 
 def test_backends_md_table_is_reproduced() -> None:
-    # BACKENDS.md section 5: KV f16 at 32K = 4.5 GiB (Qwen3-4B), 6.0 GiB (R1-14B), 3.0 (Coder).
+    # docs/backends.md, memory facts: KV f16 at 32K = 4.5 GiB (Qwen3-4B), 6.0 GiB (R1-14B),
+    # 3.0 (Coder).
     for model, gib in (("qwen/qwen3-4b-2507", 4.5), ("deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
                                                       6.0), ("qwen/qwen3-coder-30b", 3.0)):
         assert size_for("r", model, "8bit", 32_768, 1).kv_bytes == gib * GIB

@@ -18,7 +18,6 @@ import psutil
 import pytest
 
 from localroute.evaluation.code_grader import (
-    CodeRowError,
     build_program,
     defines,
     grade_code_file,
@@ -26,14 +25,15 @@ from localroute.evaluation.code_grader import (
     summarize,
 )
 from localroute.evaluation.sandbox import (
+    CheckSpec,
     SandboxConfig,
     SandboxResult,
     Verdict,
     capabilities,
     run_program,
 )
-from localroute.evaluation.sandbox_verdict import RunRecord, decide
 from tests.support.paths import EVAL_DATA
+from tests.support.sandbox import visible_dir
 
 DATA = EVAL_DATA / "code_subset.jsonl"
 IS_ROOT = os.geteuid() == 0
@@ -43,10 +43,15 @@ CONFIG = SandboxConfig(timeout_s=1.5, memory_mb=256, max_procs=32, max_output_by
                        run_as_uid=60990, run_as_gid=60990)
 
 
-def run(code: str, config: SandboxConfig = CONFIG, spare: int | None = None) -> SandboxResult:
+def run(
+    code: str,
+    config: SandboxConfig = CONFIG,
+    spare: int | None = None,
+    check: CheckSpec | None = None,
+) -> SandboxResult:
     since = time.time()
     before = own_children()
-    result = run_program(textwrap.dedent(code), config)
+    result = run_program(textwrap.dedent(code), config, check)
     assert_nothing_left(result, since, spare, before)
     return result
 
@@ -96,16 +101,17 @@ def problem(problem_id: str) -> dict[str, Any]:
 
 def test_capabilities_report_the_active_protections() -> None:
     caps = capabilities(CONFIG)
-    assert caps.error is None
+    assert caps.error is None and caps.missing == {}
     assert caps.interpreter is not None and os.path.isabs(caps.interpreter)
     assert "RLIMIT_AS" in caps.rlimits and "RLIMIT_NPROC" in caps.rlimits
+    assert caps.pid_namespace and caps.net_namespace and caps.mount_namespace
+    assert ("/home", "home") in caps.masks and ("/tmp", "scratch") in caps.masks
+    # The interpreter must run in the sandbox: not under a home (a venv in /root) it hides.
+    assert not any(caps.interpreter.startswith(path + "/") for path, _ in caps.masks)
     if IS_ROOT:  # CI and the dev machines: root with util-linux unshare
         assert caps.uid_drop and caps.run_as_uid == CONFIG.run_as_uid
-        assert caps.pid_namespace and caps.net_namespace and caps.mount_namespace
-        # The sandbox user must be able to run it: not a venv under a 0700 home directory.
-        assert not caps.interpreter.startswith("/root/")
     else:
-        assert not caps.uid_drop
+        assert not caps.uid_drop and caps.user_namespace and caps.no_capabilities
 
 
 def test_a_run_records_its_protections_and_interpreter() -> None:
@@ -113,11 +119,13 @@ def test_a_run_records_its_protections_and_interpreter() -> None:
     assert result.verdict is Verdict.PASSED
     assert result.stdout == "hello\n"
     assert result.interpreter == capabilities(CONFIG).interpreter
-    for name in ("rlimit_as", "rlimit_cpu", "rlimit_nproc", "scrubbed_env", "wall_clock"):
+    assert result.missing_protections == {}
+    for name in ("rlimit_as", "rlimit_cpu", "rlimit_nproc", "scrubbed_env", "wall_clock",
+                 "separate_checker", "unprivileged", "pid_namespace", "net_namespace",
+                 "read_only_root", "hidden_homes", "hidden_state", "hidden_run", "private_tmp"):
         assert name in result.protections
     if IS_ROOT:
-        for name in ("uid_drop", "pid_namespace", "net_namespace", "private_tmp"):
-            assert name in result.protections
+        assert "uid_drop" in result.protections
 
 
 # --- ordinary verdicts ---------------------------------------------------------------------
@@ -159,39 +167,8 @@ def test_cpu_limit_ends_a_busy_program_before_the_wall_clock() -> None:
     result = run("while True:\n    pass\n", config)
     assert result.verdict is Verdict.TIMEOUT
     assert result.signal == "SIGXCPU"
-    assert result.elapsed_s < 4.0
-
-
-def _record(returncode: int, runner: list[dict[str, Any]], **supervisor: Any) -> RunRecord:
-    finished = {"event": "finished", "returncode": returncode, "timed_out": False, **supervisor}
-    return RunRecord(
-        run_id="r", uid=None, supervisor=[{"event": "started"}, finished], runner=runner
-    )
-
-
-STARTED = {"event": "started"}
-
-
-@pytest.mark.parametrize(
-    ("record", "stderr", "verdict"),
-    [
-        (_record(-24, [STARTED]), "", Verdict.TIMEOUT),  # SIGXCPU
-        (_record(-9, [STARTED]), "MemoryError\n", Verdict.MEMORY_ERROR),
-        (_record(-9, [STARTED]), "", Verdict.RUNTIME_ERROR),
-        (_record(-9, [STARTED], timed_out=True), "", Verdict.TIMEOUT),
-        (_record(1, []), "Fatal Python error", Verdict.SANDBOX_ERROR),  # runner never started
-        # A record that does not match the exit status (forged, or cut short) is no pass.
-        (_record(3, [STARTED, {"event": "finished", "outcome": "ok"}]), "", Verdict.RUNTIME_ERROR),
-        (
-            RunRecord(run_id="r", uid=None, supervisor=[{"event": "setup_error", "reason": "x"}]),
-            "",
-            Verdict.SANDBOX_ERROR,
-        ),
-        (RunRecord(run_id="r", uid=None, returncode=1), "unshare: failed", Verdict.SANDBOX_ERROR),
-    ],
-)
-def test_decide_maps_reports_to_verdicts(record: RunRecord, stderr: str, verdict: Verdict) -> None:
-    assert decide(record, stderr).verdict is verdict
+    # The CPU limit, not the wall clock, ended it (no fixed figure: the machine may be busy).
+    assert result.elapsed_s < config.timeout_s
 
 
 # --- hostile programs ----------------------------------------------------------------------
@@ -313,7 +290,7 @@ def test_secrets_in_the_grader_environment_are_not_visible(monkeypatch: pytest.M
 
 
 def test_without_namespaces_cleanup_still_leaves_nothing() -> None:
-    config = CONFIG.model_copy(update={"namespaces": False})
+    config = CONFIG.model_copy(update={"namespaces": False, "allow_weak": True})
     sleeper = run(HOSTILE[3][1], config)
     assert sleeper.verdict is Verdict.TIMEOUT
     assert "pid_namespace" not in sleeper.protections
@@ -334,8 +311,8 @@ def test_missing_interpreter_is_a_sandbox_error() -> None:
 
 def test_interpreter_that_never_runs_the_program_is_a_sandbox_error() -> None:
     # Passes the version probe but does not run the runner: the verdict must not be `passed`.
-    # Not under /tmp: the run's private tmpfs would hide it (a different sandbox_error).
-    folder = tempfile.mkdtemp(prefix="localroute-fake-python-", dir="/run")
+    # Not under /tmp or /run: the sandbox hides those (a different sandbox_error).
+    folder = tempfile.mkdtemp(prefix=".fake-python-", dir=visible_dir())
     try:
         os.chmod(folder, 0o755)
         fake = Path(folder) / "python3"
@@ -409,52 +386,11 @@ def test_body_only_completion_runs_after_the_prompt() -> None:
     row = problem("HumanEval/54")
     body = "    return set(s0) == set(s1)\n"
     assert not defines(body, "same_chars")
-    program = build_program(row["prompt"], body, row["entry_point"], row["tests"])
-    assert program.startswith(row["prompt"] + body.rstrip())
-    assert program.rstrip().endswith("check(same_chars)")
-    assert run(program).verdict is Verdict.PASSED
-
-
-def test_completion_that_defines_the_entry_point_runs_alone() -> None:
-    row = problem("HumanEval/54")
-    full = "def same_chars(s0, s1):\n    return set(s0) == set(s1)\n"
-    assert defines(full, "same_chars")
-    program = build_program(row["prompt"], full, row["entry_point"], row["tests"])
-    assert "Check if two words" not in program
-    assert program.startswith(full)
-
-
-@pytest.mark.parametrize(
-    ("code", "expected"),
-    [
-        ("import math\nsame = math.isclose\n", True),
-        ("from os import path as same\n", True),
-        ("try:\n    def same(): pass\nexcept Exception:\n    same = None\n", True),
-        ("def other():\n    def same(): pass\n", False),
-        ("    return 1\n", False),
-    ],
-)
-def test_defines_looks_at_module_level_bindings(code: str, expected: bool) -> None:
-    assert defines(code, "same") is expected
-
-
-# --- malformed input -----------------------------------------------------------------------
-
-
-def test_malformed_rows_name_the_file_and_line(tmp_path: Path) -> None:
-    good = {"id": "a", "prompt": "", "entry_point": "f", "tests": "assert f()", "completion": "x"}
-    path = tmp_path / "rows.jsonl"
-    path.write_text(json.dumps(good) + "\n{not json\n")
-    with pytest.raises(CodeRowError, match=rf"{path}:2: not valid JSON"):
-        grade_code_file(path)
-    path.write_text(json.dumps(good) + "\n\n" + json.dumps({"id": "b", "prompt": ""}) + "\n")
-    with pytest.raises(CodeRowError, match=rf"{path}:3: entry_point: Field required"):
-        grade_code_file(path)
-    path.write_text(json.dumps({**good, "entry_point": "not a name"}) + "\n")
-    with pytest.raises(CodeRowError, match=rf"{path}:1: .*not a Python identifier"):
-        grade_code_file(path)
-    with pytest.raises(CodeRowError, match="cannot read"):
-        grade_code_file(tmp_path / "missing.jsonl")
+    program = build_program(row["prompt"], body, row["entry_point"])
+    assert program == row["prompt"] + body
+    assert "check(" not in program  # the tests stay with the trusted checker
+    check = CheckSpec(tests=row["tests"], entry_point=row["entry_point"], setup=row["prompt"])
+    assert run(program, check=check).verdict is Verdict.PASSED
 
 
 ZERO_DIV = "def smallest_num(xs):\n    return 1 / 0\n"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -50,7 +50,8 @@ class Serve:
     """`python -m localroute serve` on a free port; stopped on close."""
 
     def __init__(self, config: Path, *args: str, host: str = "127.0.0.1",
-                 env: dict[str, str] | None = None, wait: bool = True) -> None:
+                 env: dict[str, str] | None = None, wait: bool = True,
+                 preexec: Callable[[], None] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.base_url = self.url + "/v1"
@@ -64,7 +65,7 @@ class Serve:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "localroute", "--config", str(config), "serve", "--host", host,
              "--port", str(self.port), "--profile", "test", *args],
-            stdout=self.log, stderr=subprocess.STDOUT, env=environ)
+            stdout=self.log, stderr=subprocess.STDOUT, env=environ, preexec_fn=preexec)
         if wait:
             self._wait()
 
@@ -232,9 +233,10 @@ def test_feedback_is_stored_for_a_served_trace(served: Serve) -> None:
     trace = _summary(completion)["trace_id"]
     ok = httpx.post(served.base_url + "/feedback",
                     json={"trace_id": trace, "rating": 1, "note": "right"}).json()
-    assert ok["ok"] is True and ok["known_trace"] is True and ok["stored_in"] == "memory"
+    assert ok["ok"] is True and ok["stored_in"] == "memory"
+    # Only traces this server answered: anything else is refused, naming the trace.
     unknown = httpx.post(served.base_url + "/feedback", json={"trace_id": "nope", "rating": -1})
-    assert unknown.status_code == 200 and unknown.json()["known_trace"] is False
+    assert unknown.status_code == 404 and "'nope'" in unknown.json()["error"]["message"]
 
 
 def test_health_ready_and_metrics(served: Serve) -> None:
@@ -313,7 +315,7 @@ def test_the_sdk_raises_its_own_error_types(served: Serve) -> None:
 
 @pytest.mark.parametrize(("method", "path", "status"), [
     ("GET", "/v1/nothing", 404), ("GET", "/v1/chat/completions", 405),
-    ("POST", "/v1/feedback", 400)])
+    ("POST", "/v1/feedback", 415)])
 def test_routing_errors_are_openai_errors(served: Serve, method: str, path: str,
                                           status: int) -> None:
     response = httpx.request(method, served.url + path)

@@ -1,8 +1,8 @@
 """`status`, `mode`, `load` and what-is-loaded, through the CLI and the control-plane dialects.
 
 LM Studio and Ollama cannot run here: their native endpoints are served by a small real HTTP
-server answering in the shapes their documentation gives (BACKENDS.md sections 1-2), and it
-records the requests it got.
+server answering in the shapes their documentation gives (docs/backends.md: LM Studio,
+Ollama), and it records the requests it got.
 """
 
 from __future__ import annotations

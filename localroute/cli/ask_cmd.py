@@ -15,6 +15,7 @@ from localroute.cli.common import (
     err,
     out,
     print_json,
+    printable,
     run_async,
 )
 from localroute.client.llm_client import LLMClient
@@ -23,11 +24,27 @@ from localroute.governance.state_files import manual_mode
 from localroute.orchestrator.build import build_orchestrator
 from localroute.orchestrator.state import ExecutionContext, TaskState
 from localroute.telemetry.wiring import residency_hook, shared_telemetry
+from localroute.tools.protected import Protection
+from localroute.tools.roots import ROOTS_ENV, RootChoice, RootError, choose_roots
 
 ModeOpt = typer.Option(None, "--mode", "-m", help="Governance mode for this request "
                        "(NORMAL, ALERT, DEGRADED, LOCKDOWN, RECOVERY); default: the override "
                        "of `localroute mode set`, else modes.yaml's default_mode.")
 ChannelOpt = typer.Option(None, "--channel", help="Explicit channel: code or system_health.")
+RootOpt = typer.Option(None, "--root", metavar="DIR",
+                       help="A directory the file tools may read (repeatable); replaces "
+                       f"{ROOTS_ENV} and tools.roots of modes.yaml. Never / or a system "
+                       "directory; secret locations inside are refused.")
+
+
+def tool_roots(cli: list[str] | None, modes: ModesConfig, *, default_to_cwd: bool) -> RootChoice:
+    """The file roots in force for this command, or a UsageError naming the refused root."""
+    try:
+        return choose_roots(cli or [], modes.tools.roots,
+                            protection=Protection(modes.tools.deny),
+                            default_to_cwd=default_to_cwd)
+    except RootError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_mode(value: str | None) -> Mode | None:
@@ -52,6 +69,7 @@ def ask(
                                           help="Never ask the router model to route."),
     stream: bool = typer.Option(False, "--stream", help="With --role: print as generated."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="With --role: cap."),
+    root: list[str] | None = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Answer a question: a tool when one suffices, otherwise the right role, validated."""
@@ -59,11 +77,13 @@ def ask(
         run_async(_ask_role(question, role, profile, stream, max_tokens, as_json))
         return
     chosen = parse_mode(mode)
+    modes = load_modes()
+    roots = tool_roots(root, modes, default_to_cwd=True)
 
     async def go() -> ExecutionContext:
         active = await active_profile(profile)
-        modes = load_modes()
-        orchestrator = build_orchestrator(active, modes=modes)
+        orchestrator = build_orchestrator(active, modes=modes, roots=roots.roots,
+                                          no_roots_reason=roots.describe())
         ctx = ExecutionContext(messages=[{"role": "user", "content": question}],
                                mode=chosen or _persisted_mode(modes), channel=channel,
                                allow_router_model=not no_model_routing)
@@ -74,12 +94,13 @@ def ask(
 
     ctx = run_async(go())
     if as_json:
-        print_json({"reply": ctx.reply, **ctx.summary(),
+        print_json({"reply": ctx.reply, **ctx.summary(), "tool_roots": roots.as_json(),
                     "steps": [{"state": s.state.value, "next": s.next_state.value,
                                "ms": round(s.elapsed_ms, 3), "detail": s.detail}
                               for s in ctx.steps]})
     else:
         if explain:
+            err.print(f"file roots: {roots.describe()}", highlight=False, markup=False)
             print_trace(ctx)
         if ctx.reply is not None:
             out.print(ctx.reply, markup=False, highlight=False)
@@ -133,7 +154,7 @@ async def _ask_role(question: str, role: str, profile: str | None, stream: bool,
         if stream and not as_json:
             async for event in client.stream(role, messages, max_tokens=max_tokens):
                 if event.type == "content":
-                    sys.stdout.write(event.text)
+                    sys.stdout.write(printable(event.text))
                     sys.stdout.flush()
                 elif event.type in ("reasoning", "note"):
                     err.print(event.text, end="", style="dim", highlight=False)

@@ -21,6 +21,11 @@ from localroute.cli.common import (
 )
 from localroute.evaluation.suite_base import SuiteError
 
+AllowWeakOpt = typer.Option(
+    False, "--allow-weak-sandbox", help="code suite: grade even where the sandbox cannot set up "
+    "all of its isolation (the missing protections are printed and recorded in the manifest); "
+    "without it the run is refused.")
+
 bench_app = typer.Typer(help="Benchmark a role on a suite (math, code, system), or regrade a run.",
                         no_args_is_help=True)
 report_app = typer.Typer(help="Reports of bench and A/B runs.", no_args_is_help=True)
@@ -45,6 +50,7 @@ def _bench_command(suite: str) -> Callable[..., None]:
         max_tokens: int | None = typer.Option(None, "--max-tokens", min=1),
         data: Path | None = typer.Option(None, "--data", help="Suite data file (JSONL)."),
         profile: str | None = ProfileOpt,
+        allow_weak_sandbox: bool = AllowWeakOpt,
         as_json: bool = JsonOpt,
     ) -> None:
         from localroute.evaluation.runner import BenchOptions, run_bench
@@ -53,9 +59,15 @@ def _bench_command(suite: str) -> Callable[..., None]:
             suite=suite, role=role, samples=samples, limit=limit, concurrency=concurrency,
             out=out_dir, resume=resume, retry_errors=retry_errors, protocol=protocol,
             temperature=temperature, max_tokens=max_tokens, data=data,
+            allow_weak_sandbox=allow_weak_sandbox,
         )
         if retry_errors and not resume:
             raise UsageError("--retry-errors continues an existing run; add --resume")
+        if allow_weak_sandbox and suite != "code":
+            raise UsageError(f"--allow-weak-sandbox: the {suite} suite runs no graded code")
+        weak = _sandbox_notice(allow_weak_sandbox) if suite == "code" else None
+        if weak:
+            err.print(weak, highlight=False, markup=False)
 
         async def go() -> Any:
             active = await active_profile(profile)
@@ -69,6 +81,8 @@ def _bench_command(suite: str) -> Callable[..., None]:
             print_json(result.model_dump(mode="json"))
             return
         _print_summary(result.model_dump(mode="json"))
+        if weak:
+            out.print(weak, highlight=False, markup=False)
 
     command.__doc__ = f"Run the {suite} suite against a role; logs, manifest and reports in --out."
     return command
@@ -81,12 +95,18 @@ for _suite in ("math", "code", "system"):
 @bench_app.command("regrade")
 def regrade_cmd(
     run_dir: Path = typer.Argument(..., help="A bench run directory."),
+    allow_weak_sandbox: bool = AllowWeakOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Grade a run's logged outputs again with the current graders; no model is called."""
     from localroute.evaluation.runner import regrade
+    from localroute.evaluation.store import RunStore
 
-    result, changed = regrade(run_dir)
+    code = RunStore(run_dir).exists() and RunStore(run_dir).read_manifest().suite == "code"
+    weak = _sandbox_notice(allow_weak_sandbox) if code else None
+    if weak:
+        err.print(weak, highlight=False, markup=False)
+    result, changed = regrade(run_dir, allow_weak_sandbox=allow_weak_sandbox)
     data = result.model_dump(mode="json") | {"changed": changed}
     if as_json:
         print_json(data)
@@ -94,6 +114,22 @@ def regrade_cmd(
     _print_summary(data)
     out.print(f"{changed} grade(s) changed; new grades in {run_dir / 'regraded.jsonl'}",
               highlight=False)
+    if weak:
+        out.print(weak, highlight=False, markup=False)
+
+
+def _sandbox_notice(allow_weak: bool) -> str | None:
+    """Refuse a code run before any model call when the sandbox cannot isolate graded code here
+    (unless allowed); the line naming the missing protections of an allowed weak run."""
+    from localroute.evaluation.sandbox_caps import capabilities, describe_missing
+    from localroute.evaluation.sandbox_models import SandboxConfig
+
+    caps = capabilities(SandboxConfig(allow_weak=allow_weak))
+    if caps.error:
+        raise UsageError(caps.error)
+    if not caps.missing:
+        return None
+    return f"WEAK SANDBOX: graded without {describe_missing(caps.missing)}"
 
 
 def _print_summary(r: dict[str, Any]) -> None:

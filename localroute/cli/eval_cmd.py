@@ -171,20 +171,32 @@ def grade_code(
     file: Path = typer.Argument(..., help="JSONL rows: id, prompt, entry_point, tests, "
                                 "completion."),
     concurrency: int = typer.Option(2, "--concurrency", min=1, max=8),
+    allow_weak_sandbox: bool = typer.Option(
+        False, "--allow-weak-sandbox", help="Grade even where the sandbox cannot set up all of "
+        "its isolation (the missing protections are printed); without it such rows are "
+        "sandbox_error."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Run each completion against its tests in the sandbox; one verdict per row."""
+    """Run each completion in the sandbox against its tests; one verdict per row."""
     from localroute.evaluation.code_grader import grade_code_file, summarize
-    from localroute.evaluation.sandbox_caps import capabilities
+    from localroute.evaluation.sandbox_caps import capabilities, describe_missing
+    from localroute.evaluation.sandbox_models import SandboxConfig
 
-    results = grade_code_file(file, concurrency=concurrency)
+    config = SandboxConfig(allow_weak=allow_weak_sandbox)
+    results = grade_code_file(file, config, concurrency=concurrency)
+    caps = capabilities(config)
     if as_json:
         print_json({"results": results, "summary": summarize(results),
-                    "sandbox": capabilities().model_dump()})
+                    "sandbox": caps.model_dump()})
         return
     for row in results:
-        out.print(f"{row['id']}: {row['verdict']}  {row.get('reason', '')}", highlight=False)
+        out.print(f"{row['id']}: {row['verdict']}  {row.get('reason', '')}", highlight=False,
+                  markup=False)
     out.print(f"summary: {summarize(results)}", highlight=False)
+    missing = {k: v for row in results for k, v in row["missing_protections"].items()}
+    if missing and allow_weak_sandbox:
+        out.print(f"WEAK SANDBOX: graded without {describe_missing(missing)}", highlight=False,
+                  markup=False)
 
 
 def train_router_cmd(

@@ -8,12 +8,20 @@ import json
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from localroute.cli.common import JsonOpt, ProfileOpt, active_profile, out, print_json, run_async
+from localroute.cli.common import (
+    JsonOpt,
+    ProfileOpt,
+    SafeConsole,
+    active_profile,
+    out,
+    print_json,
+    printable,
+    run_async,
+)
 from localroute.cli.eval_cmd import eval_app
 from localroute.config.modes import load_modes
 from localroute.config.telemetry import load_telemetry_config
@@ -72,14 +80,17 @@ def trace_cmd(
         return
     view = Tree(f"trace {tree['trace_id']}")
     _grow(view, tree["root"])
-    Console().print(view)  # wrapping, unlike the shared soft-wrap console that crops trees
+    SafeConsole().print(view)  # wrapping, unlike the shared soft-wrap console that crops trees
 
 
 def _grow(parent: Tree, node: dict[str, Any]) -> None:
     ms = "" if node["duration_ms"] is None else f" [{node['duration_ms']:.2f} ms]"
     mark = {True: "", False: "[red]✗[/red] ", None: ""}[node["ok"]]
     label = f"+{node['offset_ms']:.1f} ms  {mark}[bold]{node['event']}[/bold]{ms}  "
-    branch = parent.add(Text.from_markup(label + _escape(node["summary"]), overflow="fold"))
+    # A Text built here skips the console's render_str, so the summary (recorded paths, errors,
+    # answers) is made printable by hand.
+    branch = parent.add(Text.from_markup(label + _escape(printable(node["summary"])),
+                                         overflow="fold"))
     for child in node["children"]:
         _grow(branch, child)
 

@@ -114,7 +114,7 @@ _LEAK_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("tool_request", re.compile(r"\[(?:END_)?TOOL_REQUEST\]")),
     ("function", re.compile(r"<function=|</function>|<parameter=|</parameter>")),
     ("tool_calls", re.compile(r"\[TOOL_CALLS\]|\[ARGS\]|\[CALL_ID\]")),
-    # Chat-template control tokens such as <|im_end|> or <|channel|> (MLX leaks, BACKENDS.md).
+    # Chat-template control tokens such as <|im_end|> or <|channel|> (MLX leaks, docs/backends.md).
     ("special_token", re.compile(r"<\|[A-Za-z0-9_.:-]{1,40}\|>")),
 )
 

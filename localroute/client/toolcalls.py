@@ -1,7 +1,7 @@
 """Tool calls written into a model's text, and tool-call ids every template accepts.
 
 Servers leave a call in ``message.content`` when their parser does not know the model's
-format (LM Studio's default scheme, Mistral on some servers, MLX marker leaks; BACKENDS.md),
+format (LM Studio's default scheme, Mistral on some servers, MLX marker leaks; docs/backends.md),
 so the client parses these formats itself:
 
 - Hermes / Qwen: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``;

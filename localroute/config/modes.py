@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -62,6 +64,34 @@ class ToolLoopSettings(_Strict):
     max_iterations: PositiveInt = 3
     condense_above_chars: PositiveInt = 6000
     condense_max_tokens: PositiveInt = 500
+
+
+class ToolSettings(_Strict):
+    """Where the file tools may read (docs/security.md, "File tools")."""
+
+    # Directories the file tools read under (`~` allowed); --root and LOCALROUTE_TOOL_ROOTS
+    # replace them. Empty: `ask` uses the working directory, `serve` offers no file tools.
+    roots: tuple[str, ...] = ()
+    # Extra refused locations on top of the built-in secret list: absolute paths or globs
+    # ('~/work/private', '/srv/*/secrets'), or bare name globs matched anywhere ('*.sqlite').
+    deny: tuple[str, ...] = ()
+
+    @field_validator("roots", "deny")
+    @classmethod
+    def _no_blank(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if not value.strip():
+                raise ValueError("an empty entry; remove it or give a directory or glob")
+        return values
+
+    @field_validator("deny")
+    @classmethod
+    def _anchored(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if "/" in value and not os.path.isabs(os.path.expanduser(value.strip())):
+                raise ValueError(f"'{value}' has a '/' but is not absolute; write '~/dir', "
+                                 "'/abs/dir' or a bare name glob such as '*.sqlite'")
+        return values
 
 
 SENSOR_NAMES = (
@@ -141,6 +171,7 @@ class ModesConfig(_Strict):
     routing: RoutingSettings = RoutingSettings()
     validation: ValidationSettings = ValidationSettings()
     tool_loop: ToolLoopSettings = ToolLoopSettings()
+    tools: ToolSettings = ToolSettings()
     modes: dict[Mode, ModePolicy]
     homeostasis: HomeostasisSettings = HomeostasisSettings()
 

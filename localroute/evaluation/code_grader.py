@@ -3,7 +3,9 @@
 A row is `{id, prompt, entry_point, tests, completion}` (HumanEval's tests end with
 `check(<entry_point>)`, MBPP's are bare asserts). The program is the completion when it defines
 the entry point, else the prompt followed by the completion (HumanEval completions are often just
-the function body), followed by the tests.
+the function body). It runs in the sandbox; the tests run beside it in a trusted checker and call
+the entry point there (`sandbox.run_program` with a `CheckSpec`), so the program's answers are the
+only thing it controls.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from localroute.evaluation.sandbox import SandboxConfig, SandboxResult, run_program
+from localroute.evaluation.sandbox import CheckSpec, SandboxConfig, SandboxResult, run_program
 from localroute.jsonl import read_objects
 
 _STDERR_TAIL = 2000
@@ -84,10 +86,16 @@ def _bound_names(stmt: ast.stmt) -> set[str]:
     }
 
 
-def build_program(prompt: str, completion: str, entry_point: str, tests: str) -> str:
-    """The program to run: the code (completion, or prompt + completion) followed by the tests."""
+def build_program(prompt: str, completion: str, entry_point: str) -> str:
+    """The program to run: the completion, or the prompt + the completion when the completion
+    does not define the entry point itself. The tests are not part of it."""
     code = completion if defines(completion, entry_point) else prompt + completion
-    return f"{code.rstrip()}\n\n\n{tests.strip()}\n"
+    return f"{code.rstrip()}\n"
+
+
+def check_spec(row: CodeRow) -> CheckSpec:
+    """The trusted side of a row: its tests, calling its entry point, after its prompt's helpers."""
+    return CheckSpec(tests=row.tests, entry_point=row.entry_point, setup=row.prompt)
 
 
 def grade_code_rows(
@@ -111,8 +119,10 @@ def grade_code_rows(
     def grade(row: CodeRow) -> dict[str, Any]:
         uid = slots.get()
         try:
-            program = build_program(row.prompt, row.completion, row.entry_point, row.tests)
-            result = run_program(program, cfg.model_copy(update={"run_as_uid": uid}))
+            program = build_program(row.prompt, row.completion, row.entry_point)
+            result = run_program(
+                program, cfg.model_copy(update={"run_as_uid": uid}), check_spec(row)
+            )
         finally:
             slots.put(uid)
         return _result_row(row, result)
@@ -167,4 +177,5 @@ def _result_row(row: CodeRow, result: SandboxResult) -> dict[str, Any]:
         "stdout_truncated": result.stdout_truncated,
         "stderr_tail": result.stderr[-_STDERR_TAIL:],
         "cleanup_ok": result.cleanup_ok,
+        "missing_protections": result.missing_protections,
     }

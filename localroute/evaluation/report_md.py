@@ -60,10 +60,14 @@ def render_md(run: Run, s: RunSummary) -> str:
     ]
     sandbox = m.suite_extra.get("sandbox")
     if isinstance(sandbox, dict):
-        active = [k for k in ("net_namespace", "pid_namespace", "mount_namespace", "uid_drop")
-                  if sandbox.get(k)]
+        active = [k for k in ("uid_drop", "user_namespace", "no_capabilities", "net_namespace",
+                              "pid_namespace", "mount_namespace") if sandbox.get(k)]
         lines += ["", f"Sandbox protections: {', '.join(active) or 'none of the namespaces'}; "
                   f"rlimits {', '.join(sandbox.get('rlimits', []))}."]
+        missing = sandbox.get("missing") or {}
+        if missing:
+            lines += ["", "**Weak sandbox** (`--allow-weak-sandbox`), graded without: "
+                      + "; ".join(f"{k} ({v})" for k, v in missing.items())]
     lines += [
         "", "## Summary", "",
         *table(["metric", "value"], [

@@ -57,6 +57,7 @@ class BenchOptions(BaseModel):
     top_p: float | None = None
     max_tokens: int | None = None
     data: Path | None = None
+    allow_weak_sandbox: bool = False  # code suite: grade where the sandbox is incomplete
 
 
 class BenchResult(BaseModel):
@@ -119,7 +120,7 @@ def plan(profile: ResolvedProfile, options: BenchOptions) -> tuple[BenchPlan, Su
         raise SuiteError(f"--samples must be at least 1, got {options.samples}")
     if options.concurrency < 1:
         raise SuiteError(f"--concurrency must be at least 1, got {options.concurrency}")
-    suite = get_suite(options.suite)
+    suite = get_suite(options.suite, allow_weak_sandbox=options.allow_weak_sandbox)
     role = profile.role(options.role)
     path = options.data or suite.default_path()
     items = suite.load(path)
@@ -306,12 +307,14 @@ async def _sample(client: LLMClient, suite: Suite, p: BenchPlan, item: BenchItem
     )
 
 
-def regrade(out: Path, write_reports: bool = True) -> tuple[BenchResult, int]:
+def regrade(
+    out: Path, write_reports: bool = True, allow_weak_sandbox: bool = False
+) -> tuple[BenchResult, int]:
     """Grade every logged output again with the current graders (no model call); the new grades
     go to `regraded.jsonl` and the reports. Returns the result and how many grades changed."""
     store = RunStore(out)
     manifest = store.read_manifest()
-    suite = get_suite(manifest.suite)
+    suite = get_suite(manifest.suite, allow_weak_sandbox=allow_weak_sandbox)
     items = {i.id: i for i in suite.load(Path(manifest.dataset["path"]))}
     if file_sha256(Path(manifest.dataset["path"])) != manifest.dataset.get("sha256"):
         raise RunStoreError(

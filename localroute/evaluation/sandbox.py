@@ -1,13 +1,17 @@
-"""Run one untrusted Python program in a sandbox and say how it ended (`run_program`).
+"""Run one untrusted Python program in a sandbox against trusted tests (`run_program`).
 
 Layers, from the outside in:
   grader (this module)       -- new session, stdout/stderr capped, backstop timeout, then kills
                                 the session and sweeps for survivors (uid, pid namespace, run id)
-  unshare (where allowed)    -- new network, PID and mount namespaces (`sandbox_caps` probes)
-  sandbox_supervisor.py      -- pid 1 there: private tmpfs over /tmp etc., uid drop, rlimits,
-                                wall clock, kills the program's leftovers
-  sandbox_runner.py          -- in the program's process: exec, map the ending to a record
-`sandbox_verdict.decide` turns the supervisor's and the runner's records into the verdict.
+  sandbox_checker.py         -- beside the sandbox, trusted: runs the tests, calling the program
+                                for its answers over two pipes of plain data (`sandbox_codec`)
+  unshare (where allowed)    -- new user (when not root), network, PID and mount namespaces
+  sandbox_supervisor.py      -- pid 1 there: read-only root, tmpfs over homes, state, /run and
+                                world-writable dirs (`sandbox_mounts`), uid or capability drop,
+                                rlimits, wall clock, kills the program's leftovers
+  sandbox_runner.py          -- in the program's process: loads it, answers the calls
+`sandbox_verdict.decide` turns the checker's and the supervisor's reports into the verdict; the
+program holds neither report's pipe, so what it writes or patches cannot make itself `passed`.
 A sandbox that could not be set up gives `sandbox_error`, never a pass or a fail of the program.
 """
 
@@ -25,15 +29,16 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psutil
 
 from localroute.evaluation.sandbox_caps import SandboxCapabilities, capabilities
-from localroute.evaluation.sandbox_models import SandboxConfig, SandboxResult, Verdict
+from localroute.evaluation.sandbox_models import CheckSpec, SandboxConfig, SandboxResult, Verdict
 from localroute.evaluation.sandbox_verdict import RunRecord, decide
 
 __all__ = [
+    "CheckSpec",
     "SandboxCapabilities",
     "SandboxConfig",
     "SandboxResult",
@@ -42,10 +47,15 @@ __all__ = [
     "run_program",
 ]
 
-_SUPERVISOR = Path(__file__).with_name("sandbox_supervisor.py")
+# The supervisor and the checker run with `python -I -S` (no site, no environment): the package
+# root goes on their path by hand, so they import this package's modules and nothing else.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+_BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from {} import main; main()"
 _BACKSTOP_GRACE_S = 5.0
+_CHECKER_GRACE_S = 5.0
 _SWEEP_DEADLINE_S = 3.0
 _RECORD_CAP = 64 * 1024
+_REPLY_CAP = 8 * 1024 * 1024
 _CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
@@ -81,8 +91,15 @@ class _Capture(threading.Thread):
         return bytes(self.data).decode("utf-8", "replace")
 
 
-def run_program(code: str, config: SandboxConfig | None = None) -> SandboxResult:
-    """Run `code` as a Python program in a fresh sandbox and return its verdict."""
+def run_program(
+    code: str, config: SandboxConfig | None = None, check: CheckSpec | None = None
+) -> SandboxResult:
+    """Run `code` as a Python program in a fresh sandbox and return its verdict.
+
+    With `check`, the tests run in a trusted process and call `check.entry_point` in the
+    program; `passed` means they ran to their end. Without, the program only has to load: then
+    `passed` is the program's own word that its code ran to the end (a script's asserts).
+    """
     cfg = config or SandboxConfig()
     caps = capabilities(cfg)
     run = RunRecord(
@@ -97,82 +114,102 @@ def run_program(code: str, config: SandboxConfig | None = None) -> SandboxResult
     base = tempfile.mkdtemp(prefix="localroute-sandbox-")
     try:
         os.chmod(base, 0o711)  # the sandbox user must reach its workdir inside
-        return _run(code, cfg, caps, run, base)
+        return _run(code, cfg, caps, run, base, check or CheckSpec(tests=""))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def _python(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-I", "-S", "-c", _BOOT.format(module), _PACKAGE_ROOT, *args]
+
+
 def _run(
-    code: str, cfg: SandboxConfig, caps: SandboxCapabilities, run: RunRecord, base: str
+    code: str,
+    cfg: SandboxConfig,
+    caps: SandboxCapabilities,
+    run: RunRecord,
+    base: str,
+    check: CheckSpec,
 ) -> SandboxResult:
-    report_r, report_w = os.pipe()
-    status_r, status_w = os.pipe()
+    report_r, report_w = os.pipe()  # supervisor -> grader
+    verdict_r, verdict_w = os.pipe()  # checker -> grader
+    request_r, request_w = os.pipe()  # checker -> program
+    reply_r, reply_w = os.pipe()  # program -> checker
     assert caps.interpreter is not None
+    drop = "uid" if caps.uid_drop else "caps" if caps.no_capabilities else None
     spec = {
         "interpreter": caps.interpreter,
-        "drop": caps.uid_drop,
+        "drop": drop,
+        "setpriv": caps.setpriv,
         "uid": cfg.run_as_uid,
         "gid": cfg.run_as_gid,
         "timeout_s": cfg.timeout_s,
         "rlimits": _rlimits(cfg, caps),
-        "private_tmp": caps.mount_namespace,
-        "private_tmp_mb": cfg.private_tmp_mb,
+        "mount_namespace": caps.mount_namespace,
+        "masks": caps.masks,
+        "scratch_mb": cfg.private_tmp_mb,
+        "strict": not cfg.allow_weak,
         "base": base,
         "report_fd": report_w,
-        "status_fd": status_w,
+        "request_fd": request_r,
+        "reply_fd": reply_w,
         "run_id": run.run_id,
     }
-    supervisor = [sys.executable, "-I", "-S", str(_SUPERVISOR), json.dumps(spec)]
+    supervisor = _python("localroute.evaluation.sandbox_supervisor", json.dumps(spec))
     command = (
         [caps.unshare, *caps.unshare_flags, "--", *supervisor] if caps.unshare_flags else supervisor
     )
+    checker_spec = {
+        **check.model_dump(),
+        "request_fd": request_w,
+        "reply_fd": reply_r,
+        "report_fd": verdict_w,
+        "reply_cap": _REPLY_CAP,
+    }
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(
-            [str(part) for part in command],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=(report_w, status_w),
-            start_new_session=True,
-            env=_CLEAN_ENV,
-            cwd=base,
-        )
+        checker = _start(_python("localroute.evaluation.sandbox_checker"), base,
+                         (request_w, reply_r, verdict_w), stdout=subprocess.DEVNULL)
+        try:
+            proc = _start([str(part) for part in command], base, (report_w, request_r, reply_w))
+        except OSError:
+            _stop(checker)
+            raise
     except OSError as exc:
-        for fd in (report_r, report_w, status_r, status_w):
-            os.close(fd)
         return _sandbox_error(run, caps, f"could not start the sandbox ({command[0]}): {exc}")
     finally:
-        with contextlib.suppress(OSError):
-            os.close(report_w)
-            os.close(status_w)
+        for fd in (report_w, verdict_w, request_r, request_w, reply_r, reply_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)  # each end now lives only in the process that uses it
     run.pgid = proc.pid
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     captures = [
-        _Capture(os.dup(proc.stdout.fileno()), cfg.max_output_bytes),
-        _Capture(os.dup(proc.stderr.fileno()), cfg.max_output_bytes),
+        _Capture(_pipe_fd(proc.stdout), cfg.max_output_bytes),
+        _Capture(_pipe_fd(proc.stderr), cfg.max_output_bytes),
         _Capture(report_r, _RECORD_CAP),
-        _Capture(status_r, _RECORD_CAP),
+        _Capture(verdict_r, _RECORD_CAP),
+        _Capture(_pipe_fd(checker.stderr), _RECORD_CAP),
     ]
-    proc.stdout.close()
-    proc.stderr.close()
     for capture in captures:
         capture.start()
-    with contextlib.suppress(BrokenPipeError, OSError):  # a supervisor that died is judged below
-        proc.stdin.write(code.encode("utf-8"))
-    with contextlib.suppress(BrokenPipeError, OSError):
-        proc.stdin.close()
+    _feed(checker, json.dumps(checker_spec).encode("utf-8"))
+    _feed(proc, code.encode("utf-8"))
     try:
         run.returncode = proc.wait(timeout=cfg.timeout_s + _BACKSTOP_GRACE_S)
     except subprocess.TimeoutExpired:
         run.backstop_fired = True
     cleanup_ok = _sweep(run, proc)
+    try:  # the program is gone, so the checker has every answer it will get
+        checker.wait(timeout=_CHECKER_GRACE_S)
+    except subprocess.TimeoutExpired:
+        run.checker_killed = True
+    _stop(checker)
     for capture in captures:
         capture.join(timeout=2.0)
     run.supervisor = _records(captures[2])
-    run.runner = _records(captures[3])
+    checks = _records(captures[3])
+    run.check = checks[0] if checks else None
     stdout, stderr = captures[0], captures[1]
-    result = decide(run, stderr.text())
+    result = decide(run, stderr.text(), captures[4].text())
     return result.model_copy(
         update={
             "stdout": stdout.text(),
@@ -181,12 +218,51 @@ def _run(
             "stderr_truncated": stderr.truncated,
             "elapsed_s": _elapsed(run, time.monotonic() - started),
             "protections": _protections(caps, run),
+            "missing_protections": _missing(caps, run),
             "interpreter": caps.interpreter,
             "run_as_uid": run.uid,
             "run_id": run.run_id,
             "cleanup_ok": cleanup_ok,
         }
     )
+
+
+def _start(
+    command: list[str], cwd: str, fds: tuple[int, ...], stdout: int = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        pass_fds=fds,
+        start_new_session=True,
+        env=_CLEAN_ENV,
+        cwd=cwd,
+    )
+
+
+def _pipe_fd(stream: IO[bytes] | None) -> int:
+    """A descriptor of the pipe for a capture thread (which closes it), the file object closed."""
+    assert stream is not None
+    fd = os.dup(stream.fileno())
+    stream.close()
+    return fd
+
+
+def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError, OSError):  # a process that died is judged later
+        proc.stdin.write(data)
+    with contextlib.suppress(BrokenPipeError, OSError):
+        proc.stdin.close()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5.0)
 
 
 def _rlimits(cfg: SandboxConfig, caps: SandboxCapabilities) -> dict[str, int]:
@@ -280,9 +356,12 @@ def _elapsed(run: RunRecord, measured: float) -> float:
 
 def _protections(caps: SandboxCapabilities, run: RunRecord) -> list[str]:
     active = ["process_group_kill", "scrubbed_env", "stdin_devnull", "output_cap", "wall_clock"]
-    if caps.uid_drop:
-        active.append("uid_drop")
-    for name in ("user_namespace", "net_namespace", "pid_namespace", "mount_namespace"):
+    if run.check is not None:
+        active.append("separate_checker")
+    if caps.uid_drop or (caps.user_namespace and caps.no_capabilities):
+        active.append("unprivileged")
+    for name in ("uid_drop", "user_namespace", "no_capabilities", "net_namespace",
+                 "pid_namespace", "mount_namespace"):
         if getattr(caps, name):
             active.append(name)
     active += [name.lower() for name in caps.rlimits]
@@ -293,6 +372,14 @@ def _protections(caps: SandboxCapabilities, run: RunRecord) -> list[str]:
     return active
 
 
+def _missing(caps: SandboxCapabilities, run: RunRecord) -> dict[str, str]:
+    """What the run lacked: what the machine cannot give, and what the supervisor could not set up
+    (only in a weak run: otherwise that ended the run as sandbox_error)."""
+    finished = next((r for r in run.supervisor if r.get("event") == "finished"), {})
+    found = finished.get("missing")
+    return {**caps.missing, **(found if isinstance(found, dict) else {})}
+
+
 def _sandbox_error(run: RunRecord, caps: SandboxCapabilities, reason: str) -> SandboxResult:
     return SandboxResult(
         verdict=Verdict.SANDBOX_ERROR,
@@ -300,4 +387,5 @@ def _sandbox_error(run: RunRecord, caps: SandboxCapabilities, reason: str) -> Sa
         interpreter=caps.interpreter,
         run_as_uid=run.uid,
         run_id=run.run_id,
+        missing_protections=caps.missing,
     )

@@ -62,7 +62,12 @@ class SandboxConfig(BaseModel):
         description="network/PID/mount namespaces where unshare allows; False: the fallback",
     )
     private_tmp_mb: int = Field(
-        default=64, ge=1, description="size of the private tmpfs over /tmp, /var/tmp, /dev/shm"
+        default=64, ge=1, description="size of each private tmpfs over a world-writable directory"
+    )
+    allow_weak: bool = Field(
+        default=False,
+        description="run even where part of the isolation cannot be set up (the missing "
+        "protections are recorded); False: such a run is sandbox_error",
     )
 
     @model_validator(mode="after")
@@ -80,6 +85,21 @@ class SandboxConfig(BaseModel):
             return self.cpu_s
         whole = int(self.timeout_s)
         return whole if whole == self.timeout_s else whole + 1
+
+
+class CheckSpec(BaseModel):
+    """What the trusted checker runs against a program: tests calling `entry_point`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tests: str = Field(description="trusted test code; runs outside the sandbox")
+    entry_point: str | None = Field(
+        default=None, description="the program's function the tests call; None: no calls"
+    )
+    setup: str = Field(
+        default="", description="trusted code run before the tests when it is Python (the "
+        "prompt: helpers some tests use)"
+    )
 
 
 class SandboxResult(BaseModel):
@@ -100,6 +120,9 @@ class SandboxResult(BaseModel):
     stderr_truncated: bool = False
     elapsed_s: float = 0.0
     protections: list[str] = Field(default_factory=list)
+    missing_protections: dict[str, str] = Field(
+        default_factory=dict, description="protections this run lacked, and why (weak runs)"
+    )
     interpreter: str | None = None
     run_as_uid: int | None = None
     run_id: str = ""

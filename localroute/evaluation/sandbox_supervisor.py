@@ -1,12 +1,16 @@
-"""Sandbox supervisor: started by `sandbox.run_program`, never imported.
+"""Sandbox supervisor: started by `sandbox.run_program` (through `main`), inside the namespaces.
 
 It is pid 1 of the run's namespaces where `unshare` made them (so the program is never pid 1,
-whose signal rules differ), else a plain child of the grader. It still holds the grader's
-privileges: it mounts a private tmpfs over the world-writable directories, writes the program
-(read from stdin) into a fresh directory, starts the runner as the unprivileged user with the
-rlimits, enforces the wall clock, kills everything the program left behind and reports on a pipe.
+whose signal rules differ), else a plain child of the grader. It holds the privileges the program
+must not have (root, or all capabilities of its user namespace): it sets up the file-system view
+(`sandbox_mounts`), writes the program (read from stdin) into a fresh directory, starts the runner
+without privileges -- another uid, or no capabilities through util-linux `setpriv` -- with the
+rlimits and no_new_privs, enforces the wall clock, kills everything the program left behind and
+reports on a pipe the program does not hold. Where part of the isolation fails it reports
+`setup_error` naming what failed (the run is `sandbox_error`), unless the spec allows a weak run.
 
-Run as `python -I -S sandbox_supervisor.py SPEC_JSON`; standard library only (-S: no site).
+Standard library only: it runs with `python -I -S`, and imports everything before the mounts hide
+the directory it came from.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from localroute.evaluation.sandbox_mounts import isolate
+
+_PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NO_NEW_PRIVS = 38
-_MS_NOSUID = 2
-_MS_NODEV = 4
-_WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
-_RUNNER = Path(__file__).with_name("sandbox_runner.py")
+_HERE = Path(__file__).parent
+SETPRIV_DROP = ["--no-new-privs", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all"]
 
 
 def _libc() -> Any:
@@ -40,40 +45,21 @@ def _report(fd: int, record: dict[str, Any]) -> None:
     os.write(fd, (json.dumps(record) + "\n").encode())
 
 
-def _set_subreaper() -> bool:
-    """Orphans of the program re-parent to us, so cleanup can find them without a PID namespace."""
-    if not sys.platform.startswith("linux"):
-        return False
-    return bool(_libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-
-
-def _private_tmp(size_mb: int) -> list[str]:
-    """Mount a fresh tmpfs over each world-writable directory (inside our mount namespace only)."""
-    libc = _libc()
-    mounted = []
-    for target in _WORLD_WRITABLE:
-        if not os.path.isdir(target):
-            continue
-        options = f"size={size_mb}m,mode=1777".encode()
-        flags = _MS_NOSUID | _MS_NODEV
-        if libc.mount(b"tmpfs", target.encode(), b"tmpfs", flags, options) == 0:
-            mounted.append(target)
-    return mounted
+def _prctl(option: int, value: int) -> bool:
+    return sys.platform.startswith("linux") and bool(_libc().prctl(option, value, 0, 0, 0) == 0)
 
 
 def _limits(spec: dict[str, Any]) -> None:
-    """preexec_fn of the program: runs in the child after the uid drop, before exec."""
-    limits = spec["rlimits"]
-    for name, value in limits.items():
+    """preexec_fn of the program: runs in the child after any uid drop, before exec."""
+    for name, value in spec["rlimits"].items():
         number = getattr(resource, name, None)
         if number is None:
             continue
         with contextlib.suppress(ValueError, OSError):  # the platform lacks or refuses this one
             hard = value + 1 if name == "RLIMIT_CPU" else value  # soft: SIGXCPU, hard: SIGKILL
             resource.setrlimit(number, (value, hard))
-    if sys.platform.startswith("linux"):
-        # setuid binaries (su, sudo, ping) must not hand the program back any privilege.
-        _libc().prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    # setuid binaries (su, sudo, ping) must not hand the program back any privilege.
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -133,52 +119,66 @@ def _kill_all(program_pgid: int) -> int:
     return len(left)
 
 
-def _workdir(spec: dict[str, Any], source: bytes, protections: list[str]) -> str:
-    if spec["private_tmp"]:
-        mounted = _private_tmp(spec["private_tmp_mb"])
-        if "/tmp" in mounted:
-            protections.append("private_tmp")
-    workdir = tempfile.mkdtemp(prefix="run-", dir="/tmp" if spec["private_tmp"] else spec["base"])
+def _setup(spec: dict[str, Any], source: bytes) -> tuple[str, list[str], dict[str, str]]:
+    """The file-system view and the workdir: (workdir, protections, missing -> why)."""
+    protections: list[str] = []
+    missing: dict[str, str] = {}
+    if spec["mount_namespace"]:
+        protections, missing = isolate([tuple(m) for m in spec["masks"]], spec["scratch_mb"])
+    private_tmp = spec["mount_namespace"] and "private_tmp" in protections
+    workdir = tempfile.mkdtemp(prefix="run-", dir="/tmp" if private_tmp else spec["base"])
     program = os.path.join(workdir, "program.py")
     with open(program, "wb") as handle:
         handle.write(source)
-    if spec["drop"]:
+    if spec["drop"] == "uid":
         for path in (workdir, program):
             os.chown(path, spec["uid"], spec["gid"])
-    return workdir
+    return workdir, protections, missing
+
+
+def _command(spec: dict[str, Any], runner: str, codec: str) -> tuple[list[str], dict[str, Any]]:
+    """The program's command line and the Popen arguments that take its privileges away."""
+    command = [spec["interpreter"], "-I", "-c", runner, codec, str(spec["request_fd"]),
+               str(spec["reply_fd"]), "program.py", spec["run_id"]]
+    if spec["drop"] == "uid":
+        return command, {"user": spec["uid"], "group": spec["gid"], "extra_groups": []}
+    if spec["drop"] == "caps":  # root of a user namespace: keep the id, lose every capability
+        return [spec["setpriv"], *SETPRIV_DROP, "--", *command], {}
+    return command, {}
 
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    report_fd, status_fd = spec["report_fd"], spec["status_fd"]
+    report_fd = spec["report_fd"]
     source = sys.stdin.buffer.read()
-    protections = ["subreaper"] if _set_subreaper() else []
+    # Non-dumpable: a program of the same uid (user namespace) cannot trace us or open our fds.
+    _prctl(_PR_SET_DUMPABLE, 0)
+    protections = ["subreaper"] if _prctl(_PR_SET_CHILD_SUBREAPER, 1) else []
     try:
-        # Read before the private /tmp is mounted: the package itself may live under /tmp.
-        runner = _RUNNER.read_text(encoding="utf-8")
-        workdir = _workdir(spec, source, protections)
+        # Read before the mounts: the package itself may live under a hidden home or /tmp.
+        runner = (_HERE / "sandbox_runner.py").read_text(encoding="utf-8")
+        codec = (_HERE / "sandbox_codec.py").read_text(encoding="utf-8")
+        workdir, established, missing = _setup(spec, source)
     except OSError as exc:
         _report(report_fd, {"event": "setup_error", "reason": f"preparing the workdir: {exc}"})
         return
+    protections += established
+    if missing and spec["strict"]:
+        reasons = "; ".join(f"{name}: {why}" for name, why in missing.items())
+        _report(report_fd, {"event": "setup_error", "reason": reasons, "missing": missing})
+        return
     _report(report_fd, {"event": "started", "pid": os.getpid()})
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "HOME": workdir,
-        "TMPDIR": workdir,
-    }
-    drop: dict[str, Any] = {}
-    if spec["drop"]:
-        drop = {"user": spec["uid"], "group": spec["gid"], "extra_groups": []}
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+           "HOME": workdir, "TMPDIR": workdir}
+    command, drop = _command(spec, runner, codec)
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
-            [spec["interpreter"], "-I", "-c", runner, str(status_fd), "program.py", spec["run_id"]],
+            command,
             cwd=workdir,
             env=env,
             stdin=subprocess.DEVNULL,
-            pass_fds=(status_fd,),
+            pass_fds=(spec["request_fd"], spec["reply_fd"]),
             start_new_session=True,
             preexec_fn=lambda: _limits(spec),
             **drop,
@@ -186,7 +186,9 @@ def main() -> None:
     except (OSError, subprocess.SubprocessError) as exc:
         _report(report_fd, {"event": "setup_error", "reason": f"starting the interpreter: {exc}"})
         return
-    os.close(status_fd)
+    # Only the program holds its ends now: when it dies, the checker sees the end of its answers.
+    os.close(spec["request_fd"])
+    os.close(spec["reply_fd"])
     timed_out = False
     try:
         returncode = proc.wait(timeout=spec["timeout_s"])
@@ -197,16 +199,12 @@ def main() -> None:
         returncode = proc.wait()
     elapsed = time.monotonic() - started
     left = _kill_all(proc.pid)
-    record = {
+    _report(report_fd, {
         "event": "finished",
         "returncode": returncode,
         "timed_out": timed_out,
         "elapsed_s": round(elapsed, 4),
         "left_alive": left,
         "protections": protections,
-    }
-    _report(report_fd, record)
-
-
-if __name__ == "__main__":
-    main()
+        "missing": missing,
+    })

@@ -1,8 +1,10 @@
 """Turn what one sandboxed run reported into a verdict (`decide`).
 
-The supervisor reports whether the wall clock fired and how the program process ended; the
-runner inside the program reports that it started and how the program's code ended. A run
-whose sandbox could not be set up is `sandbox_error`, never a pass or a fail.
+Two reports count, both written where the program cannot write: the trusted checker's (did the
+tests run to their end, and if not, why) and the supervisor's (did the sandbox come up, did the
+wall clock fire, how did the program's process end). `passed` needs the checker's `ok`: the
+program cannot produce it by exiting, writing to its descriptors or patching its interpreter. A
+run whose sandbox could not be set up is `sandbox_error`, never a pass or a fail.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from typing import Any
 
 from localroute.evaluation.sandbox_models import SandboxResult, Verdict
 
-# Exit codes of sandbox_runner.py (EXIT_CODES there).
-_OUTCOME_CODES = {"ok": 0, "assertion": 1, "error": 2, "memory": 3, "exit": 4}
 _MEMORY_MARKERS = ("MemoryError", "Cannot allocate memory", "out of memory")
 
 
@@ -31,11 +31,12 @@ class RunRecord:
     backstop_fired: bool = False
     returncode: int | None = None
     supervisor: list[dict[str, Any]] = field(default_factory=list)
-    runner: list[dict[str, Any]] = field(default_factory=list)
+    check: dict[str, Any] | None = None
+    checker_killed: bool = False
 
 
-def decide(run: RunRecord, stderr: str) -> SandboxResult:
-    """Map what the supervisor and the runner reported to a verdict."""
+def decide(run: RunRecord, stderr: str, checker_stderr: str = "") -> SandboxResult:
+    """Map what the supervisor and the checker reported to a verdict."""
 
     def verdict(kind: Verdict, reason: str, **extra: Any) -> SandboxResult:
         return SandboxResult(verdict=kind, reason=reason, **extra)
@@ -55,48 +56,64 @@ def decide(run: RunRecord, stderr: str) -> SandboxResult:
             f"the sandbox ended without a report (exit status {run.returncode}): "
             f"{_tail(stderr) or 'no message'}",
         )
+    check = run.check or {}
+    outcome = check.get("outcome")
+    error_type = str(check["type"]) if check.get("type") else None
+    detail = ": ".join(str(p) for p in (error_type, check.get("message"), check.get("where")) if p)
+    if outcome == "ok":
+        late = " (then it had to be stopped)" if finished.get("timed_out") else ""
+        return verdict(Verdict.PASSED, f"the tests ran to their end{late}",
+                       exit_code=max(int(finished["returncode"]), 0) if not late else None)
+    if outcome in ("assertion", "error", "load_error"):
+        if error_type == "AssertionError":
+            return verdict(Verdict.FAILED, detail, error_type=error_type)
+        if error_type == "MemoryError":
+            return verdict(Verdict.MEMORY_ERROR, detail, error_type=error_type)
+        return verdict(Verdict.RUNTIME_ERROR, detail, error_type=error_type)
+    if outcome == "unsupported_argument":
+        return verdict(Verdict.SANDBOX_ERROR, f"the grader cannot carry this test: {detail}")
+    if outcome == "no_runner" and not finished.get("timed_out"):
+        return verdict(
+            Verdict.SANDBOX_ERROR,
+            f"the interpreter did not start the runner (status {finished['returncode']}): "
+            f"{_tail(stderr) or 'no message'}",
+        )
+    if outcome == "protocol":
+        return verdict(
+            Verdict.RUNTIME_ERROR,
+            f"the program wrote something other than answers to the checker: {detail}",
+        )
+    if outcome is None and not run.checker_killed and not finished.get("timed_out"):
+        return verdict(
+            Verdict.SANDBOX_ERROR,
+            f"the checker ended without a report: {_tail(checker_stderr) or 'no message'}",
+        )
+    return _ending(finished, stderr)
+
+
+def _ending(finished: dict[str, Any], stderr: str) -> SandboxResult:
+    """The program went away before its tests finished: say how, from the supervisor's report."""
     returncode = int(finished["returncode"])
     exit_code = returncode if returncode >= 0 else None
     sig = _signal_name(-returncode) if returncode < 0 else None
-    if finished.get("timed_out"):
-        return verdict(Verdict.TIMEOUT, "wall-clock limit reached", signal=sig, exit_code=exit_code)
-    if not any(r.get("event") == "started" for r in run.runner):
-        return verdict(
-            Verdict.SANDBOX_ERROR,
-            f"the interpreter did not start the runner (status {returncode}): "
-            f"{_tail(stderr) or 'no message'}",
-            exit_code=exit_code,
-            signal=sig,
-        )
-    record = next((r for r in reversed(run.runner) if r.get("event") == "finished"), None)
     memory_hint = any(marker in stderr for marker in _MEMORY_MARKERS)
+    if finished.get("timed_out"):
+        return SandboxResult(verdict=Verdict.TIMEOUT, reason="wall-clock limit reached",
+                             signal=sig, exit_code=exit_code)
+    if sig == "SIGXCPU":
+        return SandboxResult(verdict=Verdict.TIMEOUT, reason="CPU-time limit reached (SIGXCPU)",
+                             signal=sig)
+    if memory_hint:
+        how = f"killed by {sig}" if sig else "exited"
+        return SandboxResult(verdict=Verdict.MEMORY_ERROR, reason=f"{how} out of memory",
+                             signal=sig, exit_code=exit_code)
     if sig is not None:
-        if sig == "SIGXCPU":
-            return verdict(Verdict.TIMEOUT, "CPU-time limit reached (SIGXCPU)", signal=sig)
-        if memory_hint or (record is not None and record.get("outcome") == "memory"):
-            return verdict(Verdict.MEMORY_ERROR, f"killed by {sig} out of memory", signal=sig)
-        return verdict(Verdict.RUNTIME_ERROR, f"killed by {sig}", signal=sig)
-    if record is None or _OUTCOME_CODES.get(str(record.get("outcome"))) != returncode:
-        if memory_hint:
-            return verdict(
-                Verdict.MEMORY_ERROR, "the interpreter ran out of memory", exit_code=exit_code
-            )
-        return verdict(
-            Verdict.RUNTIME_ERROR,
-            f"exited with status {returncode} before its tests finished",
-            exit_code=exit_code,
-        )
-    outcome, error_type = record.get("outcome"), record.get("type")
-    detail = f"{error_type}: {record.get('message') or ''}".rstrip(": ")
-    if outcome == "ok":
-        return verdict(Verdict.PASSED, "the program and its tests ran to the end", exit_code=0)
-    if outcome == "assertion":
-        return verdict(Verdict.FAILED, detail, exit_code=exit_code, error_type=error_type)
-    if outcome == "memory":
-        return verdict(
-            Verdict.MEMORY_ERROR, "MemoryError", exit_code=exit_code, error_type="MemoryError"
-        )
-    return verdict(Verdict.RUNTIME_ERROR, detail, exit_code=exit_code, error_type=error_type)
+        return SandboxResult(verdict=Verdict.RUNTIME_ERROR, reason=f"killed by {sig}", signal=sig)
+    return SandboxResult(
+        verdict=Verdict.RUNTIME_ERROR,
+        reason=f"exited with status {returncode} before its tests finished",
+        exit_code=exit_code,
+    )
 
 
 def _signal_name(number: int) -> str:

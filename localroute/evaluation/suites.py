@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from localroute.config.schema import ResolvedRole
+from localroute.evaluation.sandbox_models import SandboxConfig
 from localroute.evaluation.suite_base import (
     BenchItem,
     Grade,
@@ -132,6 +133,9 @@ class CodeSuite(Suite):
     default_file = "code_subset.jsonl"
     template_version = "code/1"
 
+    def __init__(self, sandbox: SandboxConfig | None = None) -> None:
+        self.sandbox = sandbox or SandboxConfig()
+
     def load(self, path: Path) -> list[BenchItem]:
         rows = read_jsonl(path, ("id", "prompt", "entry_point", "tests"))
         return [
@@ -167,7 +171,7 @@ class CodeSuite(Suite):
         # One sandboxed program at a time, even when the runner grades from several threads:
         # concurrent programs under one uid would share its RLIMIT_NPROC.
         with _SANDBOX_LOCK:
-            results = grade_code_rows(rows, concurrency=1) if rows else []
+            results = grade_code_rows(rows, self.sandbox, concurrency=1) if rows else []
         grades = []
         for code, result in zip(codes, results, strict=True):
             verdict = str(result["verdict"])
@@ -188,17 +192,21 @@ class CodeSuite(Suite):
     def manifest_extra(self) -> dict[str, Any]:
         from localroute.evaluation.sandbox_caps import capabilities
 
-        return {"sandbox": capabilities().model_dump()}
+        return {"sandbox": capabilities(self.sandbox).model_dump()}
 
 
-def get_suite(name: str) -> Suite:
+def get_suite(name: str, allow_weak_sandbox: bool = False) -> Suite:
+    """The suite of that name; `allow_weak_sandbox` lets the code suite grade where the sandbox
+    cannot set up all of its isolation (see SandboxConfig.allow_weak)."""
     from localroute.evaluation.system_suite import SystemSuite
 
-    suites: dict[str, type[Suite]] = {"math": MathSuite, "code": CodeSuite, "system": SystemSuite}
+    if name == "code":
+        return CodeSuite(SandboxConfig(allow_weak=allow_weak_sandbox))
+    suites: dict[str, type[Suite]] = {"math": MathSuite, "system": SystemSuite}
     try:
         return suites[name]()
     except KeyError:
-        raise SuiteError(f"unknown suite '{name}'; use one of {', '.join(suites)}") from None
+        raise SuiteError(f"unknown suite '{name}'; use one of {', '.join(SUITE_NAMES)}") from None
 
 
 SUITE_NAMES = ("math", "code", "system")

@@ -12,14 +12,14 @@ from typing import Any
 from localroute.config.modes import Mode, ModesConfig
 from localroute.config.telemetry import state_dir  # one state dir for telemetry and governance
 from localroute.governance.homeostasis import Override
+from localroute.private_files import private_dir, write_private_atomic
 
 
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    # Readers in other processes must never see half a file: write aside, then rename.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    tmp.replace(path)
+    # Readers in other processes must never see half a file: write aside, then rename. The
+    # state dir is 0700 and the file 0600 (the snapshot names recent requests and models).
+    private_dir(path.parent, warn_if_open=True)
+    write_private_atomic(path, json.dumps(data, indent=2, default=str))
 
 
 class OverrideStore:

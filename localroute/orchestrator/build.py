@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,10 @@ from localroute.routing.classifier import RouteClassifier
 from localroute.telemetry.emitter import Telemetry
 from localroute.telemetry.wiring import instrument
 from localroute.tools.base import ToolContext
+from localroute.tools.files import FILE_TOOLS
+from localroute.tools.protected import Protection
 from localroute.tools.registry import default_registry
+from localroute.tools.roots import NO_ROOTS_HELP
 
 
 def build_orchestrator(
@@ -26,26 +30,34 @@ def build_orchestrator(
     modes: ModesConfig | None = None,
     client: LLMClient | None = None,
     classifier: RouteClassifier | None = None,
-    roots: list[Path] | None = None,
+    roots: Sequence[Path] = (),
+    no_roots_reason: str = NO_ROOTS_HELP,
     on_step: StepHook | None = None,
     telemetry: Telemetry | None = None,
     telemetry_config: TelemetryConfig | None = None,
 ) -> Orchestrator:
     """`telemetry_config` defaults to telemetry.yaml (recording on, cache on, policy off);
-    `telemetry` replaces the process-wide recorder of its store."""
+    `telemetry` replaces the process-wide recorder of its store.
+
+    `roots` are the checked file roots (tools/roots.py: `choose_roots`). With none, the file
+    tools are not offered to models, and a tool-only file question is answered with
+    `no_roots_reason`, which says how to configure roots."""
     modes = modes or load_modes()
     client = client or LLMClient(profile)
 
     async def list_models() -> list[dict[str, Any]]:
         return [s.model_dump() for s in await role_statuses(profile)]
 
-    tool_ctx = ToolContext(list_models=list_models)
-    if roots is not None:
-        tool_ctx.roots = roots
+    tool_ctx = ToolContext(roots=list(roots), protection=Protection(modes.tools.deny),
+                           list_models=list_models)
+    registry = default_registry()
+    if not tool_ctx.roots:
+        for name in FILE_TOOLS:
+            registry.withhold(name, no_roots_reason)
     classifier = classifier or RouteClassifier.load()
     kit = instrument(profile, modes, classifier, client, tool_ctx, config=telemetry_config,
                      telemetry=telemetry)
     router = Stage1Router(classifier, modes.routing, client, cache=kit.cache)
-    deps = Deps(profile=profile, client=client, router=router, registry=default_registry(),
+    deps = Deps(profile=profile, client=client, router=router, registry=registry,
                 tool_ctx=tool_ctx, modes=modes, policy=kit.policy)
     return Orchestrator(deps, on_step=kit.hook(on_step))

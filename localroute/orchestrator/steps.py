@@ -18,7 +18,7 @@ from localroute.routing.policy import RolePolicy, task_type
 from localroute.routing.residency_aware import warm_substitute
 from localroute.tools.base import ToolContext, ToolResult
 from localroute.tools.registry import ToolRegistry
-from localroute.types import LLMError, LLMResponse
+from localroute.types import LLMContextOverflow, LLMError, LLMResponse
 from localroute.validation.checks import check_answer
 from localroute.validation.judge import judge
 
@@ -32,6 +32,14 @@ _ABOUT_MACHINE = re.compile(
     re.IGNORECASE,
 )
 PREFETCH_TOOLS = ("cpu", "memory", "processes", "disk")
+CONDENSE_INPUT_CHARS = 20_000  # the most tool output ever sent to be condensed
+CONDENSE_PROMPT_TOKENS = 64  # the instruction and the question around the output
+CONDENSE_MARGIN = 0.9  # tokens per character vary along the text: keep a tenth in hand
+
+
+def _condense_prompt(query: str, text: str) -> str:
+    return ("Condense this tool output to the facts needed to answer the question "
+            f"'{query[:300]}':\n\n{text}")
 
 
 @dataclass
@@ -229,15 +237,31 @@ class Steps:
             return text
         if "summarization" not in self.policy(ctx).allowed_roles:
             return text[: loop.condense_above_chars] + " [truncated]"
+        shown = text[:CONDENSE_INPUT_CHARS]
         try:
-            summary = await self.d.client.respond("summarization", [{"role": "user", "content": (
-                "Condense this tool output to the facts needed to answer the question "
-                f"'{ctx.query[:300]}':\n\n{text[:20000]}")}], max_tokens=loop.condense_max_tokens)
+            try:
+                summary = await self._condense(ctx, shown)
+            except LLMContextOverflow as exc:
+                # Dense output (numbers, JSON) runs far under the client's 3 chars/token
+                # estimate, so the first try may not fit; the overflow carries the exact count:
+                # shrink the text in proportion to what fits, once.
+                room = exc.context_length - loop.condense_max_tokens - CONDENSE_PROMPT_TOKENS
+                if room <= 0:
+                    raise
+                shown = shown[: int(len(shown) * room / exc.prompt_tokens * CONDENSE_MARGIN)]
+                ctx.notes.append(f"{result.tool} output cut to {len(shown)} of {len(text)} "
+                                 "characters to fit the summarization role's context")
+                summary = await self._condense(ctx, shown)
         except LLMError as exc:
             ctx.notes.append(f"condensing {result.tool} output failed: {exc}")
             return text[: loop.condense_above_chars] + " [truncated]"
         ctx.llm_calls += 1
         return summary.content
+
+    async def _condense(self, ctx: ExecutionContext, text: str) -> LLMResponse:
+        return await self.d.client.respond(
+            "summarization", [{"role": "user", "content": _condense_prompt(ctx.query, text)}],
+            max_tokens=self.d.modes.tool_loop.condense_max_tokens)
 
     # ---- stage 3 and the end -----------------------------------------------------------------
 

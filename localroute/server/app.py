@@ -48,7 +48,7 @@ def create_app(
     modes = modes or load_modes()
     client = client or LLMClient(profile)
     orchestrator = orchestrator or build_orchestrator(profile, modes=modes, client=client,
-                                                      classifier=classifier)
+                                                      classifier=classifier, roots=settings.roots)
     admission = Admission(client.gates, settings.max_queue)
     window = RequestWindow()
     recent: deque[dict[str, Any]] = deque(maxlen=RECENT_REQUESTS)
@@ -68,7 +68,7 @@ def create_app(
         orchestrator=orchestrator,
         admission=admission,
         metrics=ServerMetrics(client.gates.snapshot),
-        feedback=FeedbackLog(settings.feedback_path),
+        feedback=FeedbackLog(settings.feedback_path, max_file_bytes=settings.feedback_max_bytes),
         governor=governor,
         window=window,
         recent=recent,
@@ -92,5 +92,5 @@ def create_app(
     app.state.localroute = state
     install_handlers(app)
     register(app)
-    app.add_middleware(Guards, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(Guards, settings=settings)
     return app

@@ -14,7 +14,9 @@ from localroute.server.auto import answer_auto
 from localroute.server.direct import Outcome, answer_direct
 from localroute.server.disconnect import ClientGone
 from localroute.server.errors import APIError
+from localroute.server.feedback import FEEDBACK_MAX_BODY, UnknownTrace
 from localroute.server.schemas import (
+    FEEDBACK_NOTE_CHARS,
     ChatCompletionRequest,
     FeedbackRequest,
     flatten_messages,
@@ -109,11 +111,18 @@ async def metrics(request: Request) -> Response:
 
 async def feedback(request: Request) -> JSONResponse:
     state = _state(request)
-    entry: FeedbackRequest = parse_body(await request.body(), FeedbackRequest)
-    stored = state.feedback.add(entry)
+    body = await request.body()
+    if len(body) > FEEDBACK_MAX_BODY:
+        raise APIError(413, f"feedback bodies are limited to {FEEDBACK_MAX_BODY} bytes (a note "
+                       f"of at most {FEEDBACK_NOTE_CHARS} characters); shorten the note",
+                       code="request_too_large")
+    entry: FeedbackRequest = parse_body(body, FeedbackRequest)
+    try:
+        state.feedback.add(entry)
+    except UnknownTrace as exc:
+        raise APIError(404, str(exc), code="trace_not_found", param="trace_id") from None
     where = f"memory and {state.feedback.path}" if state.feedback.path else "memory"
-    return JSONResponse({"ok": True, "trace_id": entry.trace_id,
-                         "known_trace": stored["known_trace"], "stored_in": where})
+    return JSONResponse({"ok": True, "trace_id": entry.trace_id, "stored_in": where})
 
 
 def register(app: FastAPI) -> None:

@@ -13,6 +13,7 @@ import time
 from localroute.config.telemetry import StoreSettings
 from localroute.telemetry import events as ev
 from localroute.telemetry.events import EventRow
+from localroute.telemetry.redact import redact
 from localroute.telemetry.store import EventStore
 from localroute.telemetry.writer import EventWriter
 
@@ -44,8 +45,9 @@ class Telemetry:
 
     def emit(self, row: EventRow) -> None:
         """Queue one event; the writer thread stores it and, with `json_log`, renders it as a
-        structlog JSON line (both off the request path)."""
-        self.writer.put(row)
+        structlog JSON line (both off the request path). With `record_queries: false` the
+        event is redacted first, so neither the store nor the JSON log sees query text."""
+        self.writer.put(row if self.settings.record_queries else redact(row))
 
     def mode_change(self, old: str, new: str, reason: str, *, manual: bool = False,
                     readings: ev.Readings | None = None) -> None:

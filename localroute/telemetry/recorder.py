@@ -55,10 +55,9 @@ def request_success(ctx: ExecutionContext, next_state: str) -> bool:
 
 
 class Recorder:
-    def __init__(self, telemetry: Telemetry | None, *, record_queries: bool = True,
+    def __init__(self, telemetry: Telemetry | None, *,
                  learners: list[Learner] | None = None) -> None:
         self.telemetry = telemetry
-        self.record_queries = record_queries
         self.learners = learners or []
         self._open: dict[str, _Trace] = {}
 
@@ -130,7 +129,8 @@ class Recorder:
             validation=ctx.validation, llm_calls=ctx.llm_calls,
             tools_used=[r.tool for r in ctx.tool_results], fallbacks=len(ctx.fallbacks),
             error=ctx.error, total_ms=total_ms, timings_ms=ctx.timings_ms(),
-            query=ctx.query[:QUERY_CHARS] if self.record_queries else None,
+            # Telemetry.emit drops it (and all else derived from it) with record_queries: false.
+            query=ctx.query[:QUERY_CHARS],
             channel=ctx.channel))
         if task is not None and selected is not None:
             for learn in self.learners:

@@ -12,11 +12,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from localroute.config.telemetry import state_dir
+from localroute.private_files import private_dir, private_file
 from localroute.telemetry.events import EventRow
 
 metadata = sa.MetaData()
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
-
 
 
 def _events_table(md: sa.MetaData) -> sa.Table:
@@ -83,8 +84,20 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _private_sqlite(database: str) -> None:
+    """The database file 0600 in a 0700 directory before SQLite opens it: SQLite creates its
+    -wal and -shm files with the mode of the database file, and its own default is 0644."""
+    db = Path(database).expanduser()
+    private_dir(db.parent, warn_if_open=db.parent == state_dir())
+    private_file(db)
+    for suffix in ("-wal", "-shm", "-journal"):  # left by an older version, perhaps 0644
+        sidecar = db.with_name(db.name + suffix)
+        if sidecar.exists():
+            private_file(sidecar)
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for a store URL; SQLite gets its directory created and WAL mode."""
+    """An engine for a store URL; SQLite gets a private file and directory, and WAL mode."""
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
@@ -96,7 +109,7 @@ def make_engine(url: str) -> Engine:
                          "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB")
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite(parsed.database)
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine

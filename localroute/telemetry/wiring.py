@@ -110,8 +110,7 @@ def instrument(
                   else RolePolicy(config.routing_policy))
     recorder = None
     if telemetry is not None or policy is not None:
-        recorder = Recorder(telemetry, record_queries=config.telemetry.record_queries,
-                            learners=[policy.observe] if policy else [])
+        recorder = Recorder(telemetry, learners=[policy.observe] if policy else [])
     if telemetry is not None:
         client.residency.on_event = residency_hook(telemetry)
     if telemetry is not None and recorder is not None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from localroute.private_files import open_private
 from localroute.telemetry.events import EventRow
 from localroute.telemetry.store import EventStore
 
@@ -137,7 +138,9 @@ class EventWriter:
 
     def _append_json(self, rows: list[EventRow]) -> None:
         try:
-            with self._json_log.open("a", encoding="utf-8") as fh:  # type: ignore[union-attr]
+            assert self._json_log is not None
+            # 0600 like the store: the log holds the same events, query text included.
+            with os.fdopen(open_private(self._json_log, "a"), "a", encoding="utf-8") as fh:
                 log = structlog.wrap_logger(structlog.WriteLogger(fh), processors=[self._render])
                 for row in rows:
                     flat = {k: v for k, v in row.items() if k != "data"} | row["data"]

@@ -14,11 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from localroute.tools.base import GOVERNANCE_MODES, Tool, ToolContext, ToolError, ToolResult
 from localroute.tools.formatting import human_bytes
-from localroute.tools.paths import confine, display_path
+from localroute.tools.paths import check_opened, confine, display_path, not_available
+from localroute.tools.protected import holds_private_key
 
 # Reading a person's files is the one built-in that can expose private data; under LOCKDOWN
 # only the machine-state tools stay available.
 FILE_MODES = GOVERNANCE_MODES - {"LOCKDOWN"}
+# The tools that read the person's files: offered only when file roots are configured.
+FILE_TOOLS = ("list_directory", "read_file")
 
 
 class ListDirectoryArgs(BaseModel):
@@ -38,20 +41,17 @@ class ListDirectoryTool(Tool[ListDirectoryArgs]):
     description = "List the files and folders in a directory under the allowed roots."
     Args = ListDirectoryArgs
     modes = FILE_MODES
+    untrusted_output = True  # file names are chosen by whoever wrote the files
 
     async def run(self, args: ListDirectoryArgs, ctx: ToolContext) -> ToolResult:
         target = confine(args.path, ctx)
-        if not target.exists():
-            raise ToolError(f"no such directory: {args.path!r}")
         if not target.is_dir():
             raise ToolError(f"{args.path!r} is a file, not a directory; use read_file to show it")
-        entries, total, hidden = await asyncio.to_thread(
-            _scan, target, args.show_hidden, ctx.max_list_entries
-        )
+        entries, total, hidden = await asyncio.to_thread(_scan, target, args, ctx)
         dirs = sum(1 for e in entries if e["type"] == "dir")
-        where = display_path(target)
+        where = display_path(target, ctx)
         data: dict[str, Any] = {
-            "path": str(target),
+            "path": where,
             "total_entries": total,
             "entries": entries,
             "truncated": total > len(entries),
@@ -70,32 +70,44 @@ class ListDirectoryTool(Tool[ListDirectoryArgs]):
         return self.result(data, "\n".join(lines))
 
 
-def _scan(target: Path, show_hidden: bool, limit: int) -> tuple[list[dict[str, Any]], int, int]:
-    """Up to `limit` entries (directories first), the total shown, and the hidden left out."""
+def _scan(
+    target: Path, args: ListDirectoryArgs, ctx: ToolContext
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Up to the cap of entries (directories first), the total shown, and the hidden left out.
+    Protected entries (~/.ssh, .env, key files...) are left out of all three."""
     try:
-        with os.scandir(target) as it:
-            everything = list(it)
-            found = [e for e in everything if show_hidden or not e.name.startswith(".")]
+        fd = os.open(target, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW)
     except PermissionError as exc:
-        raise ToolError(f"permission denied listing {display_path(target)}") from exc
-    total = len(found)
-    found.sort(key=lambda e: (not e.is_dir(follow_symlinks=False), e.name.lower()))
-    entries: list[dict[str, Any]] = []
-    for entry in found[:limit]:
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue  # vanished between listing and stat
-        kind = _kind(st.st_mode)
-        entries.append(
-            {
-                "name": entry.name,
-                "type": kind,
-                "size": st.st_size if kind == "file" else None,
-                "modified": datetime.fromtimestamp(st.st_mtime).isoformat(timespec="seconds"),
-            }
-        )
-    return entries, total, len(everything) - total
+        raise ToolError(f"permission denied listing {args.path!r}") from exc
+    except OSError as exc:  # vanished, or became a symlink, since confine()
+        raise not_available(args.path) from exc
+    try:
+        check_opened(fd, args.path, ctx)
+        # Entries of an fd-based scan stat through the descriptor, so all work happens here.
+        with os.scandir(fd) as it:
+            everything = [e for e in it if not ctx.protection.hides_entry(target, e.name)]
+        found = [e for e in everything if args.show_hidden or not e.name.startswith(".")]
+        found.sort(key=lambda e: (not e.is_dir(follow_symlinks=False), e.name.lower()))
+        entries = [row for e in found[: ctx.max_list_entries] if (row := _row(e)) is not None]
+    except PermissionError as exc:
+        raise ToolError(f"permission denied listing {args.path!r}") from exc
+    finally:
+        os.close(fd)
+    return entries, len(found), len(everything) - len(found)
+
+
+def _row(entry: os.DirEntry[str]) -> dict[str, Any] | None:
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except OSError:
+        return None  # vanished between listing and stat
+    kind = _kind(st.st_mode)
+    return {
+        "name": entry.name,
+        "type": kind,
+        "size": st.st_size if kind == "file" else None,
+        "modified": datetime.fromtimestamp(st.st_mtime).isoformat(timespec="seconds"),
+    }
 
 
 def _kind(mode: int) -> str:
@@ -118,6 +130,13 @@ def _entry_line(entry: dict[str, Any]) -> str:
     return name
 
 
+# Opening with these refuses a last component that is a symlink (swapped in after `confine`);
+# O_NONBLOCK makes opening a FIFO return at once instead of waiting for a writer.
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
 class ReadFileArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -136,19 +155,19 @@ class ReadFileTool(Tool[ReadFileArgs]):
     description = "Show the contents of a text file under the allowed roots (size-capped)."
     Args = ReadFileArgs
     modes = FILE_MODES
+    untrusted_output = True
 
     async def run(self, args: ReadFileArgs, ctx: ToolContext) -> ToolResult:
         target = confine(args.path, ctx)
-        if not target.exists():
-            raise ToolError(f"no such file: {args.path!r}")
         if target.is_dir():
             raise ToolError(f"{args.path!r} is a directory; use list_directory to see inside it")
         limit = min(args.max_bytes or ctx.max_read_bytes, ctx.max_read_bytes)
-        content, size, truncated = await asyncio.to_thread(_read_text, target, args.path, limit)
-        where = display_path(target)
+        content, size, truncated = await asyncio.to_thread(_read_text, target, args.path, limit,
+                                                           ctx)
+        where = display_path(target, ctx)
         lines = content.count("\n") + (1 if content and not content.endswith("\n") else 0)
         data = {
-            "path": str(target),
+            "path": where,
             "size": size,
             "bytes_read": len(content.encode("utf-8")),
             "truncated": truncated,
@@ -166,16 +185,23 @@ class ReadFileTool(Tool[ReadFileArgs]):
         return self.result(data, text)
 
 
-def _read_text(target: Path, raw: str, limit: int) -> tuple[str, int, bool]:
-    # Checked before opening: opening a FIFO blocks, and a device may never end.
-    if not stat.S_ISREG(os.stat(target).st_mode):
-        raise ToolError(f"{raw!r} is not a regular file (device, pipe or socket)")
+def _read_text(target: Path, raw: str, limit: int, ctx: ToolContext) -> tuple[str, int, bool]:
     try:
-        with open(target, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            chunk = fh.read(limit + 1)
+        fd = os.open(target, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK)
     except PermissionError as exc:
         raise ToolError(f"permission denied reading {raw!r}") from exc
+    except OSError as exc:  # vanished, or became a symlink, since confine()
+        raise not_available(raw) from exc
+    with os.fdopen(fd, "rb") as fh:
+        check_opened(fd, raw, ctx)
+        st = os.fstat(fd)
+        # A device may never end and a FIFO blocks: only regular files are read.
+        if not stat.S_ISREG(st.st_mode):
+            raise ToolError(f"{raw!r} is not a regular file (device, pipe or socket)")
+        chunk = fh.read(limit + 1)
+    # A private key is refused whatever the file is called, with the answer a missing file gets.
+    if holds_private_key(chunk):
+        raise not_available(raw)
     truncated = len(chunk) > limit
     chunk = chunk[:limit]
     # Same heuristic as git and grep: a NUL byte means binary.

@@ -13,11 +13,12 @@ from pydantic import ValidationError
 from localroute.client.types import ToolCall
 from localroute.tools.base import Tool, ToolContext, ToolError, ToolResult, normalise_mode
 from localroute.tools.clock import TimeTool
+from localroute.tools.disk import DiskTool
 from localroute.tools.files import ListDirectoryTool, ReadFileTool
 from localroute.tools.introspection import ModelsTool, TelemetryTool
 from localroute.tools.network import NetworkTool
 from localroute.tools.processes import ProcessesTool
-from localroute.tools.system import BatteryTool, CpuTool, DiskTool, MemoryTool, UptimeTool
+from localroute.tools.system import BatteryTool, CpuTool, MemoryTool, UptimeTool
 
 
 class UnknownToolError(LookupError):
@@ -27,8 +28,19 @@ class UnknownToolError(LookupError):
 class ToolRegistry:
     def __init__(self, tools: list[Tool[Any]] | None = None) -> None:
         self._tools: dict[str, Tool[Any]] = {}
+        # Tools kept but not offered to models; invoking one answers with the reason.
+        self._withheld: dict[str, str] = {}
         for tool in tools or []:
             self.register(tool)
+
+    def withhold(self, name: str, reason: str) -> None:
+        """Stop offering `name` to models; a direct call (a tool-only answer) gets `reason`,
+        e.g. the file tools when no file roots are configured."""
+        self.get(name)
+        self._withheld[name] = reason
+
+    def withheld(self) -> dict[str, str]:
+        return dict(self._withheld)
 
     def register(self, tool: Tool[Any]) -> None:
         if tool.name in self._tools:
@@ -74,7 +86,7 @@ class ToolRegistry:
                 },
             }
             for tool in self._tools.values()
-            if current in tool.allowed_modes
+            if current in tool.allowed_modes and tool.name not in self._withheld
         ]
 
     async def invoke(
@@ -86,6 +98,10 @@ class ToolRegistry:
             result = await self._invoke(name, raw_args, ctx, mode)
         except ToolError as exc:
             result = _failure(name, str(exc))
+        except OSError as exc:
+            # Only the reason: an OSError's text carries the absolute path it failed on.
+            why = exc.strerror or "an operating system error"
+            result = _failure(name, f"the tool failed unexpectedly: {type(exc).__name__}: {why}")
         except Exception as exc:  # a tool bug must not take the request down with it
             result = _failure(name, f"the tool failed unexpectedly: {type(exc).__name__}: {exc}")
         elapsed = (time.perf_counter() - started) * 1000
@@ -106,6 +122,8 @@ class ToolRegistry:
             current = normalise_mode(mode)
         except ValueError as exc:
             raise ToolError(str(exc)) from None
+        if name in self._withheld:
+            raise ToolError(self._withheld[name])
         if current not in tool.allowed_modes:
             allowed = ", ".join(sorted(tool.allowed_modes))
             raise ToolError(

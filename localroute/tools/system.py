@@ -1,23 +1,19 @@
-"""Machine health tools over psutil: cpu, memory, disk, battery, uptime."""
+"""Machine health tools over psutil: cpu, memory, battery, uptime (disk: tools/disk.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field
 
-from localroute.tools.base import NoArgs, Tool, ToolContext, ToolError, ToolResult
+from localroute.tools.base import NoArgs, Tool, ToolContext, ToolResult
 from localroute.tools.formatting import human_bytes, human_duration, percent
 
 # Sampling window for CPU percentages: long enough to be meaningful, short enough for a reply.
 CPU_SAMPLE_S = 0.25
-# Above this a disk is called nearly full in the reply.
-DISK_WARN_PERCENT = 90.0
 
 
 class CpuTool(Tool[NoArgs]):
@@ -90,81 +86,6 @@ class MemoryTool(Tool[NoArgs]):
         else:
             lines.append("Swap: none configured.")
         return self.result(data, "\n".join(lines))
-
-
-class DiskArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    path: str | None = Field(
-        default=None,
-        max_length=4096,
-        description="A path on the disk to report, e.g. '/' or '/Volumes/T7'. Default: root disk.",
-    )
-    all_partitions: bool = Field(
-        default=False, description="Report every mounted partition, like `df -h`."
-    )
-
-
-class DiskTool(Tool[DiskArgs]):
-    name = "disk"
-    description = "Disk space: total, used and free for a path's disk, or for every partition."
-    Args = DiskArgs
-
-    async def run(self, args: DiskArgs, ctx: ToolContext) -> ToolResult:
-        if args.all_partitions and args.path is None:
-            rows = await asyncio.to_thread(_all_partitions)
-            if not rows:
-                raise ToolError("no mounted partitions could be read")
-            text = "\n".join(["Disk space by partition:"] + [f"- {_disk_line(r)}" for r in rows])
-            return self.result({"partitions": rows}, text)
-        target = _disk_target(args.path, ctx)
-        row = await asyncio.to_thread(_usage_row, str(target))
-        return self.result(row, f"Disk at {_disk_line(row)}")
-
-
-def _disk_target(raw: str | None, ctx: ToolContext) -> Path:
-    if raw is None:
-        return Path(Path.home().anchor or "/")
-    path = Path(raw).expanduser()
-    if not path.is_absolute():
-        path = ctx.working_directory() / path
-    if not path.exists():
-        raise ToolError(
-            f"no such path {raw!r}; is the disk mounted? "
-            "Give a mount point such as '/' or '/Volumes/<name>'."
-        )
-    return path
-
-
-def _usage_row(path: str) -> dict[str, Any]:
-    usage = psutil.disk_usage(path)
-    return {"path": path, **usage._asdict()}
-
-
-def _disk_line(row: dict[str, Any]) -> str:
-    line = (
-        f"{row['path']}: {human_bytes(row['free'])} free of {human_bytes(row['total'])} "
-        f"({percent(row['percent'])} used)"
-    )
-    if row["percent"] >= DISK_WARN_PERCENT:
-        line += " - nearly full"
-    return line + "."
-
-
-def _all_partitions() -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    # Shortest mount point first, so a device bind-mounted in several places shows once.
-    for part in sorted(psutil.disk_partitions(all=False), key=lambda p: len(p.mountpoint)):
-        if part.device in seen or not Path(part.mountpoint).is_dir():
-            continue
-        try:
-            row = _usage_row(part.mountpoint)
-        except OSError:
-            continue  # unreadable mounts (permission, stale network share) are left out
-        seen.add(part.device)
-        rows.append({**row, "device": part.device, "fstype": part.fstype})
-    return rows
 
 
 class BatteryTool(Tool[NoArgs]):
