@@ -81,6 +81,13 @@ class ToolCallEvent(BaseModel):
     call: ToolCall
 
 
+class NoteEvent(BaseModel):
+    """What happens on the way that is not the model's text (waiting for a model to load)."""
+
+    type: Literal["note"] = "note"
+    text: str
+
+
 class DoneEvent(BaseModel):
     type: Literal["done"] = "done"
     response: LLMResponse
@@ -92,7 +99,7 @@ class ErrorEvent(BaseModel):
     kind: str
 
 
-StreamEvent = ContentDelta | ReasoningDelta | ToolCallEvent | DoneEvent | ErrorEvent
+StreamEvent = ContentDelta | ReasoningDelta | ToolCallEvent | NoteEvent | DoneEvent | ErrorEvent
 
 
 class LLMError(Exception):
@@ -151,3 +158,12 @@ class LLMContextOverflow(LLMError):
         super().__init__(message, **kw)
         self.prompt_tokens = prompt_tokens
         self.context_length = context_length
+
+
+class LLMLoadError(LLMError):
+    """The role's model could not be loaded (its server would not start, the load failed, or no
+    memory could be freed for it in time). Not retried on the same role: its fallbacks answer."""
+
+
+class LLMLoadTimeout(LLMLoadError):
+    """A load, or the wait for one, passed its limit (`load_timeout`, `queue_timeout_s`)."""

@@ -104,6 +104,56 @@ BROKEN = [
 ]
 
 
+MANAGED = "        backend: llamacpp\n        model_path: m.gguf\n"
+BROKEN += [
+    (
+        profile("      router:\n" + GOOD_ROLE + "        idle_ttl: 60\n"),
+        "profiles.p.roles.router.idle_ttl: only applies to residency: on_demand (a pinned instance "
+        "is never unloaded); remove it or set residency: on_demand",
+    ),
+    (
+        profile("      router:\n" + GOOD_ROLE + "        residency: on_demand\n"),
+        "profiles.p.roles.router.residency: on_demand needs a backend localroute can load and "
+        "unload (lmstudio, ollama, or llamacpp with a model_path (a server localroute starts)); "
+        "backend 'llamacpp' with an endpoint loads its model itself: use residency: pinned",
+    ),
+    (
+        profile("      router:\n" + GOOD_ROLE + "        residency: sometimes\n"),
+        "profiles.p.roles.router.residency: Input should be 'pinned' or 'on_demand'; got "
+        "'sometimes'",
+    ),
+    (
+        profile("      router:\n" + GOOD_ROLE + "      validation:\n        shares_instance_with: "
+                "router\n        residency: on_demand\n"),
+        "profiles.p.roles.validation.residency: describes the loaded instance, which role 'router' "
+        "owns; set it there",
+    ),
+    (
+        profile("      router:\n" + GOOD_ROLE + "        substitutes: [router]\n"),
+        "profiles.p.roles.router.substitutes[0]: 'router' is not another role of this profile; "
+        "defined roles: router",
+    ),
+    (
+        profile("      router:\n" + GOOD_ROLE + "        model_path: m.gguf\n"),
+        "profiles.p.roles.router.endpoint: a role with a model_path is served by a llama.cpp "
+        "server localroute starts on a free port",
+    ),
+    (
+        profile("      router:\n        backend: ollama\n        model_path: m.gguf\n"),
+        "profiles.p.roles.router.model_path: only backend 'llamacpp' starts a server for a local "
+        "GGUF file, not 'ollama'",
+    ),
+    (
+        profile("      router:\n" + GOOD_ROLE + "        chat_format: gemma\n"),
+        "profiles.p.roles.router.chat_format: only applies to a managed llama.cpp server",
+    ),
+    (
+        profile("      router:\n" + MANAGED + "    residency:\n      stop_grace: 1\n"),
+        "profiles.p.residency.stop_grace: unknown key 'stop_grace'; allowed keys: loading_notes",
+    ),
+]
+
+
 @pytest.mark.parametrize(("text", "expected"), BROKEN)
 def test_broken_file_gives_one_precise_line(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
@@ -138,11 +188,43 @@ def test_packaged_profiles_resolve() -> None:
         m4.role("router").endpoint,
     )
     assert (validation.max_concurrency, validation.context_length) == (3, 16384)
-    assert validation.instance == "router" and validation.instance_context_length == 32768
+    # The pinned router holds 16K x 4 slots so the 80B on-demand model fits beside it.
+    assert validation.instance == "router" and validation.instance_context_length == 16384
     assert m4.role("reasoning").system_prompt.value == "merge_into_user"
+    # Residency: the router (and validation on it) pinned, the rest loaded on demand.
+    assert {r.name for r in m4.roles.values() if not r.on_demand} == {"router", "validation"}
+    assert validation.residency.value == "pinned"
+    assert m4.role("reasoning").substitutes == ("reasoning_heavy",)
+    assert m4.memory_budget_gb == 96 and m4.min_residency == 60
     embedded = resolve_profile(config, "embedded", source, env={})
     assert {r.backend.value for r in embedded.roles.values()} == {"embedded"}
     assert {r.instance for r in embedded.roles.values()} == {"router"}
+
+
+def test_managed_role_is_named_after_its_file_relative_to_the_config(tmp_path: Path) -> None:
+    path = write(tmp_path, profile("      router:\n" + MANAGED + "        residency: on_demand\n"
+                                   "        idle_ttl: 30\n      validation:\n"
+                                   "        shares_instance_with: router\n"))
+    config, source = load_config(path)
+    p = resolve_profile(config, "p", source, env={})
+    router, validation = p.role("router"), p.role("validation")
+    assert router.id == "m" and router.model_path == str(tmp_path / "m.gguf") and router.managed
+    assert router.endpoint is None and router.on_demand and router.idle_ttl == 30
+    # The sharing role carries the instance's residency (it rides on the same process).
+    assert validation.managed and validation.on_demand and validation.idle_ttl == 30
+
+
+def test_modes_yaml_budget_keys_moved_to_models_yaml(tmp_path: Path) -> None:
+    from localroute.config.modes import PACKAGED_MODES, load_modes
+
+    text = PACKAGED_MODES.read_text().replace("  cold_load_extra_s: 120",
+                                              "  memory_budget_gb: {m4max: 128}\n"
+                                              "  cold_load_extra_s: 120")
+    path = tmp_path / "modes.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"'memory_budget_gb' moved to models.yaml "
+                       r"\(profiles.<name>.memory_budget_gb\); remove it here"):
+        load_modes(path)
 
 
 def test_environment_overrides_reach_sharing_roles() -> None:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from localroute.cli.common import UsageError
 from localroute.cli.main import app
 from localroute.config.loader import load_config, resolve_profile
+from localroute.config.schema import ResidencyKind
 from localroute.resources.catalog import CATALOG, lookup
 from localroute.resources.gguf_header import GGUFError, read_gguf
 from localroute.resources.planner import (
@@ -24,6 +25,7 @@ from localroute.resources.planner import (
     size_for,
 )
 from localroute.resources.quant import QuantizationError, bits_per_weight
+from localroute.resources.residency_plan import ResidencyError, check_residency, plan_residency
 from tests.support.servers import gguf_path
 
 # (id as models.yaml names it, quantization, weights in bytes, KV bytes per f16 token), by hand:
@@ -123,21 +125,52 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120, env={**os.environ})
 
 
-def test_plan_json_for_m4max_lists_every_role_against_128_gib() -> None:
+def test_plan_json_for_m4max_lists_every_role_against_its_96_gib_budget() -> None:
     done = cli("plan", "--profile", "m4max", "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert data["budget_bytes"] == 128 * GIB
+    assert data["budget_bytes"] == 96 * GIB
     roles = {r["role"]: r for r in data["roles"]}
     assert set(roles) == {"router", "validation", "reasoning", "reasoning_heavy", "coding",
                           "coding_large_context", "summarization"}
     router = roles["router"]["memory"]
     assert router["weight_bytes"] == 4_250_000_000
-    assert router["kv_bytes"] == 147_456 * 32_768 * 4
+    assert router["kv_bytes"] == 147_456 * 16_384 * 4
     assert data["total_bytes"] == sum(r["memory"]["total_bytes"] for r in roles.values()
                                       if r["memory"])
-    assert data["headroom_bytes"] == 128 * GIB - data["total_bytes"]
+    assert data["headroom_bytes"] == 96 * GIB - data["total_bytes"]
+    # The whole stack does not fit at once; the residency plan does: the router pinned, every
+    # other role on demand and each of them able to load beside it.
     assert data["fits"] is False and data["combinations"]
+    residency = data["residency"]
+    assert residency["problems"] == []
+    assert residency["pinned"] == {"router": router["total_bytes"]}
+    assert residency["sharing"]["router"] == ["validation"]
+    assert set(residency["on_demand"]) == {"reasoning", "reasoning_heavy", "coding",
+                                           "coding_large_context", "summarization"}
+    room = 96 * GIB - router["total_bytes"]
+    assert residency["room_bytes"] == room
+    assert max(residency["on_demand"].values()) <= room
+    assert ["reasoning_heavy"] in residency["together"]
+    for combo in residency["together"]:
+        assert sum(residency["on_demand"][x] for x in combo) <= room
+
+
+def test_plan_refuses_a_pinned_set_that_does_not_fit_with_the_numbers() -> None:
+    config, source = load_config()
+    m4max = resolve_profile(config, "m4max", source, env={})
+    pinned_all = m4max.model_copy(update={"roles": {
+        n: r.model_copy(update={"residency": ResidencyKind.pinned, "idle_ttl": None})
+        for n, r in m4max.roles.items()}})
+    plan = plan_residency(pinned_all)
+    (problem,) = plan.problems
+    assert problem.startswith("profile 'm4max': the pinned set does not fit: router 13.08 GiB + ")
+    assert "> budget 96.00 GiB (profile 'm4max' memory_budget_gb 96)" in problem
+    with pytest.raises(ResidencyError, match="the pinned set does not fit"):
+        check_residency(pinned_all)
+    small = plan_residency(m4max, budget_bytes=20 * GIB, budget_source="--budget 20")
+    assert "'reasoning_heavy' (81.99 GiB)" in small.problems[0]
+    assert "leaving 6.92 GiB" in small.problems[0]
 
 
 def test_compare_shows_reasoning_memory_falling_from_80b_5bit_to_14b_8bit() -> None:

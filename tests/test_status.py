@@ -17,7 +17,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -121,14 +120,20 @@ async def test_load_uses_each_servers_own_endpoint(replay: str) -> None:
                           "context_length": 8192},
         "coding": {"id": "smollm2", "backend": "llamacpp", "endpoint": replay},
     })
-    async with httpx.AsyncClient() as http:
-        results = {r: await load_role(profile.role(r), http) for r in profile.roles}
-    assert results["router"].status == "loaded" and results["router"].load_time_s == 12.5
+    results = {r: await load_role(profile.role(r)) for r in profile.roles}
+    # The router's model is listed as loaded: adopted, never loaded a second time (LM Studio
+    # would make a second copy).
+    assert results["router"].status == "already_loaded"
+    assert not any(path == "/api/v1/models/load" for path, _ in Replay.posts)
     assert results["summarization"].status == "loaded"
     assert results["summarization"].load_time_s == 2.0
     assert results["coding"].status == "not_needed"
-    assert ("/api/v1/models/load", {"model": "qwen/qwen3-4b-2507", "context_length": 16384,
-                                    "echo_load_config": True}) in Replay.posts
+    reasoning = lms(replay, "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B", context_length=16384)
+    loaded = await load_role(make_profile({"reasoning": reasoning}).role("reasoning"))
+    assert loaded.status == "loaded" and loaded.load_time_s == 12.5
+    assert ("/api/v1/models/load", {"model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
+                                    "context_length": 16384, "echo_load_config": True}
+            ) in Replay.posts
     ollama = next(body for path, body in Replay.posts if path == "/api/generate")
     assert ollama["keep_alive"] == -1 and ollama["options"] == {"num_ctx": 8192}
 
@@ -208,8 +213,8 @@ def test_mode_set_persists_refuses_forbidden_edges_and_clears(
 
 def test_load_refuses_a_stack_that_does_not_fit() -> None:
     runner = CliRunner()
-    refused = runner.invoke(app, ["load", "--profile", "m4max"])
-    assert "budget is 128.00 GiB" in str(refused.exception)
+    refused = runner.invoke(app, ["load", "--profile", "m4max", "--budget", "10"])
+    assert "the pinned set does not fit: router 13.08 GiB" in str(refused.exception)
     assert "nothing was loaded" in str(refused.exception)
     done = runner.invoke(app, ["load", "--profile", "embedded", "--json"])
     assert done.exit_code == 0, done.output

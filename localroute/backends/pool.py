@@ -1,9 +1,11 @@
-"""One backend object per server endpoint (or per embedded model), shared by the roles on it."""
+"""One backend object per server endpoint (or per embedded model, or per managed llama.cpp
+instance), shared by the roles on it."""
 
 from __future__ import annotations
 
 from localroute.backends.base import Backend
 from localroute.backends.embedded import EmbeddedBackend
+from localroute.backends.managed import ManagedLlamaCpp
 from localroute.backends.openai_compat import OpenAICompatBackend
 from localroute.config.schema import BackendKind, ResolvedRole
 
@@ -15,6 +17,10 @@ class BackendPool:
     def for_role(self, role: ResolvedRole) -> Backend:
         if role.backend == BackendKind.embedded:
             key = ("embedded", f"{role.id}@{role.instance_context_length}")
+        elif role.managed:
+            # One server per instance, sized by the first role asking: the residency manager
+            # asks for every instance's owner before anything else does.
+            key = ("managed", role.instance)
         else:
             if not role.endpoint:
                 raise ValueError(
@@ -30,6 +36,8 @@ class BackendPool:
     def _make(role: ResolvedRole) -> Backend:
         if role.backend == BackendKind.embedded:
             return EmbeddedBackend(role.id, role.instance_context_length)
+        if role.managed:
+            return ManagedLlamaCpp(role)
         assert role.endpoint is not None
         return OpenAICompatBackend(role.backend.value, role.endpoint, role.api_key)
 

@@ -23,6 +23,7 @@ from localroute.config.modes import Mode, ModesConfig, load_modes
 from localroute.governance.state_files import manual_mode, once_per_machine
 from localroute.orchestrator.build import build_orchestrator
 from localroute.orchestrator.state import ExecutionContext, TaskState
+from localroute.telemetry.wiring import residency_hook, shared_telemetry
 from localroute.tools.protected import Protection
 from localroute.tools.roots import ROOTS_ENV, RootChoice, RootError, choose_roots
 
@@ -162,6 +163,9 @@ async def _ask_role(question: str, role: str, profile: str | None, stream: bool,
     active = await active_profile(profile)
     active.role(role)  # a clear error for an unknown role before anything loads
     client = LLMClient(active)
+    telemetry = shared_telemetry()
+    if telemetry is not None:  # loads and evictions are recorded like the pipeline's
+        client.residency.on_event = residency_hook(telemetry)
     messages = [{"role": "user", "content": question}]
     try:
         if stream and not as_json:
@@ -169,7 +173,7 @@ async def _ask_role(question: str, role: str, profile: str | None, stream: bool,
                 if event.type == "content":
                     sys.stdout.write(printable(event.text))
                     sys.stdout.flush()
-                elif event.type == "reasoning":
+                elif event.type in ("reasoning", "note"):
                     err.print(event.text, end="", style="dim", highlight=False)
                 elif event.type == "error":
                     sys.stdout.write("\n")

@@ -7,7 +7,6 @@ import os
 import time
 from typing import Any
 
-import httpx
 import typer
 from rich.console import Group
 from rich.live import Live
@@ -25,12 +24,13 @@ from localroute.cli.common import (
     state,
 )
 from localroute.config.loader import PROFILE_ENV, load_config, resolve_profile
-from localroute.config.modes import Mode, ModesConfig, load_modes
+from localroute.config.modes import Mode, load_modes
 from localroute.config.schema import ResolvedProfile
 from localroute.governance.homeostasis import Override, forbidden_message
 from localroute.governance.state_files import OverrideStore, RuntimeStore
 from localroute.governance.status import RecentSource, collect_status
-from localroute.resources.planner import GIB, StackPlan, plan_profile
+from localroute.resources.planner import GIB, StackPlan, default_budget, plan_profile
+from localroute.resources.residency_plan import ResidencyPlan, plan_residency
 
 mode_app = typer.Typer(help="Show or set the governance mode (manual override).",
                        no_args_is_help=True)
@@ -48,16 +48,13 @@ def _plan_profile(explicit: str | None) -> ResolvedProfile:
     return resolve_profile(config, name, source)
 
 
-def _budget(profile: ResolvedProfile, modes: ModesConfig, budget_gb: float | None) -> StackPlan:
-    h = modes.homeostasis
+def _budget(profile: ResolvedProfile, budget_gb: float | None) -> StackPlan:
     if budget_gb is not None:
         if budget_gb <= 0:
             raise UsageError(f"--budget must be a positive number of GiB, not {budget_gb:g}")
         return plan_profile(profile, budget_bytes=int(budget_gb * GIB),
                             budget_source=f"--budget {budget_gb:g}")
-    from localroute.resources.planner import default_budget
-
-    budget, why = default_budget(profile.name, h.memory_budget_gb, h.os_reserve_gb)
+    budget, why = default_budget(profile)
     return plan_profile(profile, budget_bytes=budget, budget_source=why)
 
 
@@ -81,8 +78,7 @@ def plan(
 ) -> None:
     """Memory per role (weights, KV cache at its context x concurrency) against the budget."""
     active = _plan_profile(profile)
-    modes = load_modes()
-    base = _budget(active, modes, budget)
+    base = _budget(active, budget)
     if kv_cache != "f16":
         base = plan_profile(active, budget_bytes=base.budget_bytes,
                             budget_source=base.budget_source, kv_cache_type=kv_cache)
@@ -92,10 +88,13 @@ def plan(
                              "reasoning=qwen/qwen3-next-80b@5bit")
         _compare(active, base, variants, kv_cache, as_json)
         return
+    residency = plan_residency(active, budget_bytes=base.budget_bytes,
+                               budget_source=base.budget_source)
     if as_json:
-        print_json(base.model_dump())
+        print_json(base.model_dump() | {"residency": residency.model_dump()})
         return
     _print_plan(base)
+    _print_residency(residency)
 
 
 def _print_plan(p: StackPlan) -> None:
@@ -120,10 +119,35 @@ def _print_plan(p: StackPlan) -> None:
               f"{_gib(p.headroom_bytes)} GiB", highlight=False)
     for e in p.errors:
         out.print(f"[red]error:[/red] {e}", highlight=False)
-    if not p.fits:
-        out.print("largest sets of instances that fit at once:")
+    if not p.fits and not p.errors:
+        out.print("the whole stack does not fit at once; largest sets of instances that do:")
         for combo in p.combinations:
             out.print(f"  - {', '.join(combo)}", highlight=False)
+
+
+def _with_sharing(plan: ResidencyPlan, name: str) -> str:
+    riders = plan.sharing.get(name) or []
+    return name + (f" (+{', '.join(riders)})" if riders else "")
+
+
+def _print_residency(r: ResidencyPlan) -> None:
+    """Pinned set, on-demand roles and which of them can be resident together."""
+    pinned = ", ".join(f"{_with_sharing(r, n)} {_gib(b)}" for n, b in r.pinned.items()) or "none"
+    out.print(f"[bold]residency[/bold] (GiB): pinned {pinned}, total {_gib(r.pinned_bytes)}; "
+              f"{_gib(max(r.room_bytes, 0))} left for on-demand roles", highlight=False)
+    if r.on_demand:
+        out.print("on demand: " + ", ".join(f"{_with_sharing(r, n)} {_gib(b)}"
+                                            for n, b in r.on_demand.items()), highlight=False)
+        out.print("resident together beside the pinned set:")
+        for combo in r.together:
+            out.print(f"  - {', '.join(combo)}", highlight=False)
+    for name, why in r.unsized.items():
+        out.print(f"[yellow]not counted:[/yellow] {name}: {why}", highlight=False)
+    for problem in r.problems:
+        out.print(f"[red]refused at start:[/red] {problem}", highlight=False)
+    if r.fits:
+        out.print("[green]the plan fits: pinned roles stay loaded, on-demand roles take turns"
+                  "[/green]")
 
 
 def _compare(active: ResolvedProfile, base: StackPlan, variants: list[str], kv_cache: str,
@@ -171,25 +195,23 @@ def load(
     budget: float | None = typer.Option(None, "--budget", help="Memory budget in GiB."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Load every role's model explicitly (never auto-evicted), after the planner says it fits."""
+    """Load every pinned role's model explicitly (never auto-evicted), after the planner says the
+    pinned set fits."""
     active = _plan_profile(profile)
-    p = _budget(active, load_modes(), budget)
-    if not p.fits:
-        combos = "; ".join(", ".join(c) for c in p.combinations[:3]) or "none"
-        raise UsageError(
-            f"profile '{active.name}' needs {_gib(p.total_bytes)} GiB but the budget is "
-            f"{_gib(p.budget_bytes)} GiB ({p.budget_source}); nothing was loaded. Sets that fit: "
-            f"{combos}. Use a smaller profile, lower context_length/max_concurrency, or --budget"
-            + (f" ({p.errors[0]})" if p.errors else ""))
+    p = _budget(active, budget)
+    rplan = plan_residency(active, budget_bytes=p.budget_bytes, budget_source=p.budget_source)
+    if not rplan.fits:
+        raise UsageError(f"{'; '.join(rplan.problems)}; nothing was loaded")
 
     async def go() -> list[dict[str, Any]]:
-        async with httpx.AsyncClient() as http:
-            owners = [r for r in active.roles.values() if r.instance == r.name]
-            return [(await load_role(r, http)).model_dump() for r in owners]
+        # On-demand instances are loaded by the process that needs them, not here.
+        owners = [x for x in active.roles.values() if x.instance == x.name and not x.on_demand]
+        return [(await load_role(x)).model_dump() for x in owners]
 
     results = run_async(go())
     if as_json:
-        print_json({"profile": active.name, "planned_bytes": p.total_bytes, "results": results})
+        print_json({"profile": active.name, "planned_bytes": rplan.pinned_bytes,
+                    "results": results})
     else:
         for r in results:
             mark = {"loaded": "[green]✓[/green]", "failed": "[red]✗[/red]"}.get(r["status"], "·")
@@ -216,6 +238,10 @@ def _recent_requests() -> RecentSource | None:
     return read
 
 
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def _status_view(snap: dict[str, Any]) -> Group:
     head = Table.grid(padding=(0, 2))
     head.add_row(f"[bold]mode {snap['mode']}[/bold]", snap["source"], snap.get("cause") or "")
@@ -230,13 +256,24 @@ def _status_view(snap: dict[str, Any]) -> Group:
     for m in snap["models"]:
         models.add_row(m["role"], m["model"], str(m["reachable"]), str(m["loaded"]),
                        _gib(m["memory_bytes"]), _gib(m["planned_bytes"]))
+    residency = Table(title=f"residency ({snap['residency']['source']})")
+    for col in ("instance", "residency", "state", "GiB", "in flight", "queued", "TTL in",
+                "mean load s"):
+        residency.add_column(col)
+    now = time.time()
+    for r in snap["residency"]["instances"]:
+        ttl = r.get("ttl_expires_at")
+        residency.add_row(r["instance"], r["residency"], r["state"], _gib(r["footprint_bytes"]),
+                          _count(r.get("in_flight")), _count(r.get("queued")),
+                          "-" if ttl is None else f"{ttl - now:.0f} s",
+                          "-" if r.get("mean_load_s") is None else f"{r['mean_load_s']:.1f}")
     gates = Table(title="gates")
     for col in ("gate", "capacity", "in flight", "queued"):
         gates.add_column(col)
     for name, g in snap["gates"].items():
         gates.add_row(name, str(g.get("capacity")), str(g.get("in_flight", "-")),
                       str(g.get("waiting", "-")))
-    parts: list[Any] = [head, sensors, models, gates]
+    parts: list[Any] = [head, sensors, models, residency, gates]
     if isinstance(snap["recent_requests"], list):
         recent = Table(title="recent requests")
         for col in ("time", "role", "route", "ok", "ms"):

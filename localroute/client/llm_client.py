@@ -21,6 +21,7 @@ from localroute.client.gates import Gates
 from localroute.client.messages import estimate_tokens, prepare_messages
 from localroute.client.parsing import extract_json, parse_text_tool_calls, split_reasoning
 from localroute.config.schema import ResolvedProfile, ResolvedRole
+from localroute.residency.manager import Residency
 from localroute.types import (
     ErrorEvent,
     Fallback,
@@ -94,13 +95,18 @@ class FallbackChain:
 class LLMClient:
     """Calls roles of one resolved profile."""
 
-    def __init__(self, profile: ResolvedProfile, pool: BackendPool | None = None) -> None:
+    def __init__(self, profile: ResolvedProfile, pool: BackendPool | None = None,
+                 residency: Residency | None = None) -> None:
+        """Raises ResidencyError (a ValueError naming the numbers) for a profile whose pinned
+        set does not fit its memory budget."""
         self.profile = profile
         self.pool = pool or BackendPool()
+        self.residency = residency or Residency(profile, self.pool)
         self.gates = Gates(profile)
         self.on_call: CallHook | None = None  # telemetry's hook
 
     async def aclose(self) -> None:
+        await self.residency.aclose()
         await self.pool.aclose()
 
     # ---- the public calls -------------------------------------------------------------
@@ -163,6 +169,7 @@ class LLMClient:
                     self, chain.current, messages, tools, max_tokens, temperature, timeout,
                     chain.taken, extra_body,
                 ):
+                    # A note (waiting for a load) is not the model's text: a fallback may follow.
                     emitted = emitted or event.type in ("content", "reasoning", "tool_call")
                     if event.type == "done" and self.on_call is not None:
                         self.on_call(role, event.response, None, time.perf_counter() - started)
@@ -238,13 +245,18 @@ class LLMClient:
     ) -> tuple[RawCompletion, float, int, float]:
         backend = self.pool.for_role(role)
         attempt = 0
+        notes: list[str] = []
         while True:
             attempt += 1
-            async with self.gates.slot(role) as waited:
+            # The instance first (it may have to be loaded, and eviction waits for the lease),
+            # then a slot of its gate.
+            async with self.residency.enter(role) as lease, self.gates.slot(role) as waited:
+                notes += lease.notes
                 started = time.perf_counter()
                 try:
                     raw = await backend.chat(request, role=role.name)
-                    return raw, waited, attempt, time.perf_counter() - started
+                    raw.notes = [*notes, *raw.notes]
+                    return raw, waited + lease.waited_s, attempt, time.perf_counter() - started
                 except LLMError as exc:
                     failure = exc
             if not failure.retryable or attempt > role.retries:

@@ -15,6 +15,7 @@ from localroute.types import (
     DoneEvent,
     Fallback,
     LLMError,
+    NoteEvent,
     ReasoningDelta,
     StreamEvent,
     ToolCall,
@@ -43,6 +44,7 @@ async def stream_role(
     request = client.request(role, shaped, tools, None, cap, temperature, timeout, extra_body)
     backend = client.pool.for_role(role)
     attempt = 0
+    notes: list[str] = []
     while True:
         attempt += 1
         emitted = False
@@ -56,7 +58,12 @@ async def stream_role(
         # until the server shows it separates reasoning into its own field.
         splitter = ReasoningStreamSplitter(start_in_reasoning=role.reasoning)
         try:
-            async with client.gates.slot(role) as waited:
+            ticket = client.residency.enter(role)
+            if ticket.pending and client.residency.settings.loading_notes:
+                yield NoteEvent(text=f"loading {role.id}, ~{ticket.eta_s:.0f} s\n")
+            async with ticket as lease, client.gates.slot(role) as gate_wait:
+                notes += lease.notes
+                waited = gate_wait + lease.waited_s
                 started = time.perf_counter()
                 async for chunk in backend.stream(request, role=role.name):
                     if chunk.reasoning:
@@ -98,6 +105,7 @@ async def stream_role(
             finish_reason=finish,
             usage=usage,
             model=role.id,
+            notes=notes,
         )
         response = normalise(role, raw, tools, waited, attempt, elapsed, backend.kind, ttft)
         response.fallbacks = list(fallbacks)

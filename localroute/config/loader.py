@@ -16,7 +16,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from localroute.config.schema import (
+    INSTANCE_KEYS,
+    BackendKind,
     ProfileConfig,
+    ResidencyKind,
+    ResidencySettings,
     ResolvedProfile,
     ResolvedRole,
     RoleConfig,
@@ -123,6 +127,8 @@ def _model_at(loc: tuple[int | str, ...], root: type[BaseModel]) -> type[BaseMod
             model, i = ProfileConfig, i + 2
         elif model is ProfileConfig and key == "roles":
             model, i = RoleConfig, i + 2
+        elif model is ProfileConfig and key == "residency":
+            model, i = ResidencySettings, i + 1
         else:
             break
     return model
@@ -187,7 +193,61 @@ def _check_semantics(config: StackConfig, file: str) -> None:
                         f"'{target}' is not a role of this profile; defined roles: {defined}",
                     )
             _check_instance(profile, rname, role, f"{base}.{rname}", file)
+            _check_residency(profile, rname, role, f"{base}.{rname}", file)
         _check_cycles(profile, base, file)
+
+
+# Backends whose instances localroute can load and unload (docs/residency.md).
+LOADABLE = "lmstudio, ollama, or llamacpp with a model_path (a server localroute starts)"
+
+
+def _check_residency(
+    profile: ProfileConfig, rname: str, role: RoleConfig, path: str, file: str
+) -> None:
+    defined = ", ".join(sorted(profile.roles))
+    for i, target in enumerate(role.substitutes):
+        if target not in profile.roles or target == rname:
+            raise ConfigError(file, f"{path}.substitutes[{i}]",
+                              f"'{target}' is not another role of this profile; defined roles: "
+                              f"{defined}")
+    if role.shares_instance_with is not None:
+        for key in INSTANCE_KEYS:
+            if key in role.model_fields_set:
+                raise ConfigError(file, f"{path}.{key}",
+                                  f"describes the loaded instance, which role "
+                                  f"'{role.shares_instance_with}' owns; set it there")
+        return
+    if role.model_path is not None:
+        if role.backend != BackendKind.llamacpp:
+            raise ConfigError(file, f"{path}.model_path",
+                              f"only backend 'llamacpp' starts a server for a local GGUF file, "
+                              f"not '{role.backend.value if role.backend else None}'; set "
+                              "backend: llamacpp or remove model_path")
+        if role.endpoint is not None:
+            raise ConfigError(file, f"{path}.endpoint",
+                              "a role with a model_path is served by a llama.cpp server "
+                              "localroute starts on a free port; remove the endpoint (or the "
+                              "model_path to use a server you run yourself)")
+    else:
+        for key in ("chat_format", "threads"):
+            if key in role.model_fields_set:
+                raise ConfigError(file, f"{path}.{key}",
+                                  "only applies to a managed llama.cpp server; set model_path "
+                                  "(a local .gguf file) too, or remove it")
+    if role.residency == ResidencyKind.pinned:
+        if role.idle_ttl is not None:
+            raise ConfigError(file, f"{path}.idle_ttl",
+                              "only applies to residency: on_demand (a pinned instance is never "
+                              "unloaded); remove it or set residency: on_demand")
+        return
+    loadable = role.backend in (BackendKind.lmstudio, BackendKind.ollama) or (
+        role.backend == BackendKind.llamacpp and role.model_path is not None)
+    if not loadable:
+        raise ConfigError(file, f"{path}.residency",
+                          f"on_demand needs a backend localroute can load and unload ({LOADABLE});"
+                          f" backend '{role.backend.value if role.backend else None}'"
+                          + (" with an endpoint" if role.endpoint else "")
+                          + " loads its model itself: use residency: pinned")
 
 
 def _check_instance(
@@ -195,7 +255,9 @@ def _check_instance(
 ) -> None:
     target = role.shares_instance_with
     if target is None:
-        for key in ("id", "backend"):
+        # A managed llama.cpp instance is named after its file when it has no id.
+        needed = ("backend",) if role.model_path is not None else ("id", "backend")
+        for key in needed:
             if getattr(role, key) is None:
                 raise ConfigError(
                     file,
@@ -277,6 +339,7 @@ def resolve_profile(
             f"profile '{name}' is not defined; defined: " + ", ".join(sorted(config.profiles)),
         )
     profile = config.profiles[name]
+    base_dir = Path(source).parent if Path(source).is_file() else Path.cwd()
     resolved: dict[str, ResolvedRole] = {}
     # Owners first so sharing roles inherit their (already overridden) model and endpoint.
     order = sorted(profile.roles, key=lambda r: profile.roles[r].shares_instance_with is not None)
@@ -290,16 +353,23 @@ def resolve_profile(
             owner = resolved[owner_name]
             model_id, backend, endpoint = owner.id, owner.backend, owner.endpoint
             api_key, quantization = owner.api_key, owner.quantization
+            instance: dict[str, Any] = {k: getattr(owner, k) for k in INSTANCE_KEYS}
             # Unset limits inherit the instance's; set ones were checked to be lower.
             if "context_length" not in role.model_fields_set:
                 context_length = owner.context_length
             if "max_concurrency" not in role.model_fields_set:
                 max_concurrency = owner.max_concurrency
         else:
-            assert role.id is not None and role.backend is not None  # checked at load time
-            model_id = env.get(prefix + "MODEL", role.id)
+            assert role.backend is not None  # checked at load time
+            model_path = _model_path(role.model_path, base_dir)
+            default_id = role.id or (Path(model_path).stem if model_path else None)
+            assert default_id is not None  # checked at load time
+            model_id = env.get(prefix + "MODEL", default_id)
             backend, api_key = role.backend, role.api_key
             endpoint = env.get(prefix + "ENDPOINT", role.endpoint)
+            if prefix + "ENDPOINT" in env:
+                model_path = None  # a server the person runs replaces the managed one
+            instance = {k: getattr(role, k) for k in INSTANCE_KEYS} | {"model_path": model_path}
         resolved[rname] = ResolvedRole(
             name=rname,
             id=model_id,
@@ -324,5 +394,17 @@ def resolve_profile(
             fallback=role.fallback,
             instance=owner_name,
             retries=role.retries, extra_body=role.extra_body,
+            substitutes=role.substitutes, max_wait=role.max_wait,
+            **instance,
         )
-    return ResolvedProfile(name=name, source=source, roles={r: resolved[r] for r in profile.roles})
+    return ResolvedProfile(name=name, source=source, roles={r: resolved[r] for r in profile.roles},
+                           memory_budget_gb=profile.memory_budget_gb,
+                           min_residency=profile.min_residency, residency=profile.residency)
+
+
+def _model_path(value: str | None, base_dir: Path) -> str | None:
+    """A model_path made absolute: `~` expanded, relative paths from the config file's folder."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base_dir / path).resolve())

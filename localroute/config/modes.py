@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import (
@@ -150,9 +151,18 @@ class HomeostasisSettings(_Strict):
     gate_scale: dict[Mode, float] = Field(default_factory=dict)
     refuse_prompt_tokens_above: dict[Mode, PositiveInt] = Field(default_factory=dict)
     heavy_roles: tuple[str, ...] = ("reasoning_heavy", "coding_large_context")
-    memory_budget_gb: dict[str, PositiveFloat] = Field(default_factory=dict)
-    os_reserve_gb: PositiveFloat = 4.0
     cold_load_extra_s: float = Field(default=120.0, ge=0.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        # The memory budget has one home now, next to the roles it must hold (models.yaml).
+        moved = {"memory_budget_gb": "profiles.<name>.memory_budget_gb",
+                 "os_reserve_gb": "profiles.<name>.residency.os_reserve_gb"}
+        for key, where in moved.items():
+            if isinstance(data, dict) and key in data:
+                raise ValueError(f"'{key}' moved to models.yaml ({where}); remove it here")
+        return data
 
 
 class ModesConfig(_Strict):

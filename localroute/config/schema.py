@@ -5,7 +5,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+)
 
 ROLE_NAMES = (
     "router",
@@ -32,6 +39,18 @@ class SystemPromptPolicy(StrEnum):
 
     keep = "keep"
     merge_into_user = "merge_into_user"
+
+
+class ResidencyKind(StrEnum):
+    """Whether localroute keeps a role's instance loaded, or loads it when a request needs it."""
+
+    pinned = "pinned"
+    on_demand = "on_demand"
+
+
+# Keys that describe the loaded instance: set only on the role that owns it.
+INSTANCE_KEYS = ("residency", "idle_ttl", "load_timeout", "model_path", "chat_format", "threads",
+                 "memory_gb")
 
 
 class _Strict(BaseModel):
@@ -63,11 +82,44 @@ class RoleConfig(_Strict):
     # `top_k`, `tool_choice`...), sent as they are.
     extra_body: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
+    # Residency (docs/residency.md): set on the role that owns the instance.
+    residency: ResidencyKind = ResidencyKind.pinned
+    idle_ttl: PositiveFloat | None = None  # on_demand only: unload after this many idle seconds
+    load_timeout: PositiveFloat = 300.0  # seconds a load (or a managed server's start) may take
+    memory_gb: PositiveFloat | None = None  # the instance's footprint when the planner cannot say
+    # A local GGUF file served by a llama.cpp server localroute starts itself (backend llamacpp).
+    model_path: str | None = None
+    chat_format: str | None = None  # the managed server's chat format (a GGUF without a template)
+    threads: PositiveInt | None = None  # the managed server's CPU threads
+    # Routing: roles that may answer in this one's place while it is not resident, when the
+    # expected wait for its load is above max_wait seconds.
+    substitutes: tuple[str, ...] = ()
+    max_wait: NonNegativeFloat = 10.0
+
+
+class ResidencySettings(_Strict):
+    """A profile's residency switches (docs/residency.md)."""
+
+    loading_notes: bool = True  # a streamed answer that waits for a load says so first
+    os_reserve_gb: PositiveFloat = 4.0  # Linux default budget: RAM minus max(this, 15 %)
+    max_overtake_s: PositiveFloat = 30.0  # a request waiting for a load is overtaken this long
+    queue_timeout_s: PositiveFloat = 600.0  # the longest a request waits for its model
+    memory_recovery_s: NonNegativeFloat = 10.0  # wait for free memory after an unload
+    stop_grace_s: PositiveFloat = 10.0  # SIGTERM, then SIGKILL after this many seconds
+    # How far ahead recent use predicts the next request: short keeps the models' rates apart
+    # (over a long horizon every model in use looks certain to be needed).
+    usage_horizon_s: PositiveFloat = 60.0
+    load_bandwidth_gb_s: PositiveFloat = 2.0  # load-time estimate before one is measured
+    load_overhead_s: NonNegativeFloat = 2.0  # ... plus this fixed start cost
 
 
 class ProfileConfig(_Strict):
     description: str = ""
     roles: dict[str, RoleConfig]
+    # None: the machine's default (macOS GPU wired limit, Linux RAM minus the OS reserve).
+    memory_budget_gb: PositiveFloat | None = None
+    min_residency: NonNegativeFloat = 30.0  # seconds a fresh instance is safe from eviction
+    residency: ResidencySettings = ResidencySettings()
 
 
 class StackConfig(_Strict):
@@ -102,6 +154,25 @@ class ResolvedRole(BaseModel):
     instance_context_length: int  # the loaded instance's context (a sharing role may use less)
     extra_body: dict[str, Any]
     retries: int
+    # The instance's residency (a sharing role carries its owner's).
+    residency: ResidencyKind = ResidencyKind.pinned
+    idle_ttl: float | None = None
+    load_timeout: float = 300.0
+    memory_gb: float | None = None
+    model_path: str | None = None  # absolute path of a managed llama.cpp instance's GGUF
+    chat_format: str | None = None
+    threads: int | None = None
+    substitutes: tuple[str, ...] = ()
+    max_wait: float = 10.0
+
+    @property
+    def managed(self) -> bool:
+        """A llama.cpp server localroute starts and stops itself (model_path, no endpoint)."""
+        return self.backend == BackendKind.llamacpp and self.model_path is not None
+
+    @property
+    def on_demand(self) -> bool:
+        return self.residency == ResidencyKind.on_demand
 
 
 class ResolvedProfile(BaseModel):
@@ -110,6 +181,9 @@ class ResolvedProfile(BaseModel):
     name: str
     source: str  # the file the profile came from
     roles: dict[str, ResolvedRole]
+    memory_budget_gb: float | None = None
+    min_residency: float = 30.0
+    residency: ResidencySettings = ResidencySettings()
 
     def role(self, name: str) -> ResolvedRole:
         try:

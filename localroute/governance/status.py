@@ -15,7 +15,9 @@ from localroute.config.modes import ModesConfig
 from localroute.config.schema import ResolvedProfile
 from localroute.governance.sensors import SystemSensors
 from localroute.governance.state_files import OverrideStore, RuntimeStore
-from localroute.resources.planner import PlanError, size_role
+from localroute.residency.view import offline_rows
+from localroute.resources.planner import PlanError
+from localroute.resources.residency_plan import footprint
 
 CPU_PRIME_S = 0.25  # psutil's CPU figure needs two samples: the first one only starts the count
 
@@ -53,7 +55,7 @@ async def _models(profile: ResolvedProfile) -> list[dict[str, Any]]:
         planned: int | None = None
         if role.instance == role.name:
             try:
-                planned = size_role(role).total_bytes
+                planned = footprint(role)
             except PlanError:
                 planned = None
         out.append({"role": s.role, "model": s.model, "backend": s.backend,
@@ -61,6 +63,25 @@ async def _models(profile: ResolvedProfile) -> list[dict[str, Any]]:
                     "planned_bytes": planned, "shares_instance_with": s.shares_instance_with,
                     "problem": s.problem})
     return out
+
+
+def residency_view(profile: ResolvedProfile, live: dict[str, Any] | None,
+                   models: list[dict[str, Any]]) -> dict[str, Any]:
+    """The serving process's residency snapshot for this profile, else what the configuration
+    and the servers' listings say. A live snapshot also fixes each role's `loaded` in `models`
+    (a managed server belongs to the serving process: this one cannot see it)."""
+    snap = (live or {}).get("residency")
+    if isinstance(snap, dict) and snap.get("profile") == profile.name:
+        states = {i["instance"]: i["state"] for i in snap.get("instances", [])}
+        for m in models:
+            state = states.get(profile.role(m["role"]).instance)
+            if state is not None:
+                m["loaded"] = state == "ready"
+        return {**snap, "source": "running server"}
+    footprints = {m["role"]: m["planned_bytes"] for m in models if m["planned_bytes"]}
+    loaded = {m["role"]: m["loaded"] for m in models}
+    return {"profile": profile.name, "source": "configuration (no running server)",
+            "instances": offline_rows(profile, footprints, loaded)}
 
 
 def _gates(profile: ResolvedProfile, runtime: dict[str, Any] | None) -> dict[str, Any]:
@@ -101,6 +122,7 @@ async def collect_status(
         **_mode(modes, live, overrides),
         "sensors": sensors,
         "rules": (live or {}).get("rules", []),
+        "residency": residency_view(profile, live, models),
         "models": models,
         "gates": _gates(profile, live),
         "events": (live or {}).get("events", []),

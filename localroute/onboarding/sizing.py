@@ -24,7 +24,7 @@ from localroute.resources.planner import (
     PlanError,
     RolePlan,
     StackPlan,
-    default_budget,
+    machine_budget,
     fitting_combinations,
     overhead_for,
     size_for,
@@ -92,7 +92,8 @@ def size_candidate(c: Candidate, context: int, slots: int) -> Sized:
 def budget(budget_gb: float | None) -> tuple[int, str]:
     if budget_gb is not None:
         return int(budget_gb * GIB), "--budget"
-    return default_budget(PROFILE)
+    # A new user file has no memory_budget_gb yet: what this machine can give the models.
+    return machine_budget()
 
 
 def too_large(cands: list[Candidate], budget_bytes: int) -> dict[str, str]:

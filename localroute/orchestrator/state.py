@@ -103,6 +103,7 @@ class ExecutionContext:
             "role": self.role,
             "model": response.model if response else None,
             "downgraded_from": self.selection.downgraded_from if self.selection else None,
+            "substituted_for": self.selection.substituted_for if self.selection else None,
             "validation": self.validation,
             "validation_failures": self.validation_failures,
             "fallbacks": [f.model_dump() for f in self.fallbacks],

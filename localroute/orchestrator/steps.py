@@ -15,6 +15,7 @@ from localroute.orchestrator.state import ExecutionContext, TaskState
 from localroute.routing.cascade import Stage1Router
 from localroute.routing.complexity import apply_mode, assess, select_role
 from localroute.routing.policy import RolePolicy, task_type
+from localroute.routing.residency_aware import warm_substitute
 from localroute.tools.base import ToolContext, ToolResult
 from localroute.tools.registry import ToolRegistry
 from localroute.types import LLMContextOverflow, LLMError, LLMResponse
@@ -119,12 +120,18 @@ class Steps:
                 roles=self.d.profile.roles,
                 context_tokens=ctx.complexity.estimated_context_tokens)
             chosen, ctx.role_decided_by = learned.selection, learned.decided_by
-        ctx.selection, ctx.role = chosen, chosen.role
         c = ctx.complexity
         detail = (f"role {chosen.role}: {chosen.reason} (depth {c.reasoning_depth}, code "
                   f"{c.code_generation_required}, ~{c.estimated_context_tokens} tokens)")
         if chosen.downgraded_from:
             detail += f"; downgraded from {chosen.downgraded_from} by mode {ctx.mode.value}"
+        sub = warm_substitute(self.d.profile, chosen.role, self.d.client.residency,
+                              policy.allowed_roles, c.estimated_context_tokens)
+        if sub is not None:
+            chosen = chosen.model_copy(update={"role": sub.chosen, "substituted_for": sub.wanted})
+            detail += f"; {sub.describe()}"
+            ctx.notes.append(sub.describe())
+        ctx.selection, ctx.role = chosen, chosen.role
         return TaskState.LLM_CALL, detail
 
     # ---- the model and its tools ------------------------------------------------------------

@@ -9,7 +9,9 @@ Roles that share an instance are counted once, with the owner's context and conc
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+import platform
+import subprocess
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import psutil
@@ -29,6 +31,9 @@ OVERHEAD_MIN = 64 * MIB
 OVERHEAD_MAX = 2 * GIB
 DEFAULT_OS_RESERVE_GB = 4.0
 DEFAULT_OS_RESERVE_FRACTION = 0.15
+# macOS lets the GPU wire about this share of RAM unless `sysctl iogpu.wired_limit_mb` raises it
+# (ollama#2370 and the residency study: 66-75 % depending on RAM; 75 % on the 128 GB machines).
+MAC_DEFAULT_WIRED_FRACTION = 0.75
 MAX_COMBINATIONS_SHOWN = 8
 
 
@@ -147,9 +152,10 @@ def size_for(
 
 def size_role(role: ResolvedRole, kv_cache_type: str = "f16") -> ModelMemory:
     """The instance a role owns: its model at the instance's context, one KV slot per
-    concurrent request the role's gate admits."""
-    return size_for(role.name, role.id, role.quantization, role.instance_context_length,
-                    role.max_concurrency, backend=role.backend, kv_cache_type=kv_cache_type)
+    concurrent request the role's gate admits (a managed instance: its GGUF file)."""
+    return size_for(role.name, role.model_path or role.id, role.quantization,
+                    role.instance_context_length, role.max_concurrency, backend=role.backend,
+                    kv_cache_type=kv_cache_type)
 
 
 class RolePlan(BaseModel):
@@ -179,19 +185,46 @@ class StackPlan(BaseModel):
         return {r.role: r.memory for r in self.roles if r.memory is not None}
 
 
-def default_budget(
-    profile: str,
-    budgets_gb: Mapping[str, float] | None = None,
+def _wired_limit_mb() -> int | None:
+    """macOS's GPU wired-memory limit in MiB (0: the system default), None when unreadable."""
+    try:
+        done = subprocess.run(["sysctl", "-n", "iogpu.wired_limit_mb"], capture_output=True,
+                              text=True, timeout=5, check=False)
+        return int(done.stdout.strip()) if done.returncode == 0 else None
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+
+
+def machine_budget(
     os_reserve_gb: float = DEFAULT_OS_RESERVE_GB,
+    *,
+    system: str | None = None,
+    total_bytes: int | None = None,
+    wired_limit_mb: Callable[[], int | None] = _wired_limit_mb,
 ) -> tuple[int, str]:
-    """The profile's configured budget, else this machine's memory minus an OS reserve."""
-    if budgets_gb and profile in budgets_gb:
-        return int(budgets_gb[profile] * GIB), f"profile '{profile}' budget"
-    total = psutil.virtual_memory().total
+    """What this machine can give the models: on macOS the GPU wired limit (unified memory the
+    GPU may use; its default when the sysctl is 0), elsewhere RAM minus an OS reserve."""
+    system = system or platform.system()
+    total = total_bytes if total_bytes is not None else psutil.virtual_memory().total
+    if system == "Darwin":
+        limit = wired_limit_mb()
+        if limit:
+            return limit * MIB, f"this Mac: iogpu.wired_limit_mb = {limit}"
+        share = int(total * MAC_DEFAULT_WIRED_FRACTION)
+        return share, (f"this Mac: {MAC_DEFAULT_WIRED_FRACTION:.0%} of {total / GIB:.1f} GiB "
+                       "(the GPU's default wired limit; raise it with sysctl iogpu.wired_limit_mb)")
     reserve = max(os_reserve_gb * GIB, DEFAULT_OS_RESERVE_FRACTION * total)
     return int(total - reserve), (
         f"this machine: {total / GIB:.1f} GiB minus {reserve / GIB:.1f} GiB OS reserve"
     )
+
+
+def default_budget(profile: ResolvedProfile) -> tuple[int, str]:
+    """The profile's `memory_budget_gb`, else what this machine can give the models."""
+    if profile.memory_budget_gb is not None:
+        return int(profile.memory_budget_gb * GIB), (
+            f"profile '{profile.name}' memory_budget_gb {profile.memory_budget_gb:g}")
+    return machine_budget(profile.residency.os_reserve_gb)
 
 
 def fitting_combinations(sizes: Mapping[str, int], budget: int) -> list[list[str]]:
@@ -215,14 +248,13 @@ def plan_profile(
     *,
     budget_bytes: int | None = None,
     budget_source: str = "",
-    budgets_gb: Mapping[str, float] | None = None,
     kv_cache_type: str = "f16",
     replace: Mapping[str, ResolvedRole] | None = None,
 ) -> StackPlan:
     """Every role of the profile sized, shared instances counted once, against the budget.
     `replace` swaps a role's config (for --compare)."""
     if budget_bytes is None:
-        budget_bytes, budget_source = default_budget(profile.name, budgets_gb)
+        budget_bytes, budget_source = default_budget(profile)
     roles: list[RolePlan] = []
     errors: list[str] = []
     for role in profile.roles.values():

@@ -41,3 +41,4 @@ class RoleSelection(BaseModel):
     role: str
     reason: str
     downgraded_from: str | None = None
+    substituted_for: str | None = None  # the role that was not resident (a warm substitute)

@@ -18,6 +18,7 @@ from localroute.governance.homeostasis import Override
 from localroute.governance.sensors import RequestWindow
 from localroute.orchestrator.build import build_orchestrator
 from localroute.orchestrator.machine import Orchestrator
+from localroute.residency.view import ResidencyCollector
 from localroute.routing.classifier import RouteClassifier
 from localroute.server.errors import install_handlers
 from localroute.server.feedback import FeedbackLog
@@ -57,7 +58,8 @@ def create_app(
         governor = build_governor(
             client, modes, requests=window, telemetry=shared_telemetry(), override=pinned,
             extra_snapshot=lambda: {"recent_requests": list(recent),
-                                    "admitted": admission.admitted()})
+                                    "admitted": admission.admitted(),
+                                    "residency": client.residency.snapshot()})
     state = ServerState(
         settings=settings,
         profile=profile,
@@ -71,11 +73,13 @@ def create_app(
         window=window,
         recent=recent,
     )
+    state.metrics.registry.register(ResidencyCollector(client.residency))
     active = governor
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await active.start()
+        client.residency.preload()  # pinned instances load now, in the background
         try:
             yield
         finally:

@@ -65,6 +65,7 @@ def _failure(ctx: ExecutionContext, llm_error: LLMError | None) -> APIError:
 def _routing(ctx: ExecutionContext) -> Routing:
     summary = ctx.summary()
     details = {k: summary[k] for k in ("confidence", "tool", "mode", "downgraded_from",
+                                       "substituted_for",
                                        "validation_failures", "fallbacks", "tools_used",
                                        "llm_calls", "total_ms")}
     return Routing(trace_id=ctx.trace_id, route=summary["route"] or "none", role=ctx.role,

@@ -121,7 +121,9 @@ def _stream(state: ServerState, ticket: Ticket, role: str, messages: list[dict[s
                 async for event in stream:
                     if event.type == "content":
                         yield writer.content(event.text)
-                    elif event.type == "reasoning":
+                    elif event.type in ("reasoning", "note"):
+                        # A note ("loading X, ~9 s") travels as reasoning: clients show it as
+                        # the model's thinking, never as its answer.
                         yield writer.reasoning(event.text)
                     elif event.type == "tool_call":
                         calls.append(event.call)

@@ -29,6 +29,8 @@ class EventName(StrEnum):
     GOVERNANCE_REFUSAL = "governance.refusal"
     # Logged (structlog) but not stored: a sensor that fails fails on every sample.
     SENSOR_ERROR = "governance.sensor_error"
+    RESIDENCY_LOAD = "residency.load"
+    RESIDENCY_EVICTION = "residency.eviction"
     REQUEST_OUTCOME = "request.outcome"
     FEEDBACK = "request.feedback"
     BENCHMARK_RESULT = "benchmark.result"
@@ -90,11 +92,13 @@ def routing_decision(trace_id: str, parent: str | None, *, route: str, decided_b
 def role_selection(trace_id: str, parent: str | None, *, route: str, role: str,
                    static_role: str, task_type: str, decided_by: str, reason: str,
                    downgraded_from: str | None, reasoning_depth: int,
-                   context_tokens: int) -> EventRow:
-    """Stage 2: which role serves the request; `decided_by` is `rules` or `policy`."""
+                   context_tokens: int, substituted_for: str | None = None) -> EventRow:
+    """Stage 2: which role serves the request; `decided_by` is `rules` or `policy`;
+    `substituted_for` the role that was not resident when a warm substitute answered."""
     return _row(EventName.ROLE_SELECTION, trace_id, parent,
                 {"static_role": static_role, "task_type": task_type, "decided_by": decided_by,
                  "reason": reason, "downgraded_from": downgraded_from,
+                 "substituted_for": substituted_for,
                  "reasoning_depth": reasoning_depth, "context_tokens": context_tokens},
                 role=role, route=route)
 
@@ -186,6 +190,31 @@ def governance_refusal(*, mode: str, reason: str, role: str | None, prompt_token
     return _row(EventName.GOVERNANCE_REFUSAL, trace_id or new_trace_id(), None,
                 {"mode": mode, "reason": reason, "prompt_tokens": prompt_tokens,
                  "readings": readings}, role=role, ok=False)
+
+
+def residency_load(*, instance: str, model: str, cause: str, ok: bool, seconds: float | None,
+                   error: str | None, evicted: list[str], adopted: bool,
+                   footprint_bytes: int) -> EventRow:
+    """A model load by the residency manager: `cause` request, restart (its server had died)
+    or preload; `evicted` the instances unloaded to make room; `adopted` when the server
+    already held it (no load happened, `seconds` is null)."""
+    return _row(EventName.RESIDENCY_LOAD, new_trace_id(), None,
+                {"instance": instance, "model": model, "cause": cause, "error": error,
+                 "evicted": evicted, "adopted": adopted, "footprint_bytes": footprint_bytes},
+                role=instance, duration_ms=None if seconds is None else seconds * 1000, ok=ok)
+
+
+def residency_eviction(*, instance: str, model: str, cause: str, ok: bool, error: str | None,
+                       for_instance: str | None, idle_s: float | None,
+                       expected_cost_s: float | None, footprint_bytes: int) -> EventRow:
+    """A model unloaded: `cause` memory (for `for_instance`), idle_ttl, manual, or died (its
+    managed server exited behind localroute's back); `expected_cost_s` the load time evicting
+    it was expected to cost (load time x probability of being needed again)."""
+    return _row(EventName.RESIDENCY_EVICTION, new_trace_id(), None,
+                {"instance": instance, "model": model, "cause": cause, "error": error,
+                 "for_instance": for_instance, "idle_s": idle_s,
+                 "expected_cost_s": expected_cost_s, "footprint_bytes": footprint_bytes},
+                role=instance, ok=ok)
 
 
 def request_outcome(trace_id: str, span_id: str, *, state: str, success: bool, mode: str,

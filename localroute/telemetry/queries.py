@@ -136,6 +136,16 @@ def summarise(row: dict[str, Any]) -> str:
             f": {d['cause']}" if d["cause"] else "")
     if name == EventName.GOVERNANCE_REFUSAL:
         return f"refused in mode {d['mode']}: {d['reason']}"
+    if name == EventName.RESIDENCY_LOAD:
+        took = "already loaded" if d["adopted"] else (
+            f"{row['duration_ms'] / 1000:.1f} s" if row["duration_ms"] is not None else "")
+        return (f"load {d['instance']} ({d['cause']}) "
+                + (took if row["ok"] else f"failed: {d['error']}")
+                + (f", after evicting {', '.join(d['evicted'])}" if d["evicted"] else ""))
+    if name == EventName.RESIDENCY_EVICTION:
+        return (f"evict {d['instance']} ({d['cause']}"
+                + (f" for {d['for_instance']}" if d.get("for_instance") else "") + ")"
+                + (f": {d['error']}" if d.get("error") else ""))
     return ", ".join(f"{k}={v}" for k, v in d.items())
 
 

@@ -91,6 +91,7 @@ class Recorder:
                 static_role=ctx.static_role or ctx.selection.role,
                 task_type=ctx.task_type or "", decided_by=ctx.role_decided_by,
                 reason=ctx.selection.reason, downgraded_from=ctx.selection.downgraded_from,
+                substituted_for=ctx.selection.substituted_for,
                 reasoning_depth=ctx.complexity.reasoning_depth,
                 context_tokens=ctx.complexity.estimated_context_tokens))
         elif state == "VALIDATION":

@@ -13,9 +13,11 @@ from localroute.client.llm_client import LLMClient
 from localroute.config.modes import ModesConfig
 from localroute.config.schema import ResolvedProfile
 from localroute.config.telemetry import TelemetryConfig, load_telemetry_config
+from localroute.residency.tickets import ResidencyEvent
 from localroute.routing.cache import RoutingCache, routing_fingerprint, shared_cache
 from localroute.routing.classifier import RouteClassifier
 from localroute.routing.policy import RolePolicy
+from localroute.telemetry import events as ev
 from localroute.telemetry.emitter import Telemetry
 from localroute.telemetry.learning import load_policy
 from localroute.telemetry.recorder import Recorder
@@ -67,6 +69,24 @@ def shared_telemetry(config: TelemetryConfig | None = None) -> Telemetry | None:
         return None
 
 
+def residency_hook(telemetry: Telemetry) -> Callable[[ResidencyEvent], None]:
+    """The residency manager's event hook: each load and eviction one stored event."""
+
+    def emit(e: ResidencyEvent) -> None:
+        if e.kind == "load":
+            telemetry.emit(ev.residency_load(
+                instance=e.instance, model=e.model, cause=e.cause, ok=e.ok, seconds=e.seconds,
+                error=e.error, evicted=list(e.evicted), adopted=e.adopted,
+                footprint_bytes=e.footprint_bytes))
+        else:
+            telemetry.emit(ev.residency_eviction(
+                instance=e.instance, model=e.model, cause=e.cause, ok=e.ok, error=e.error,
+                for_instance=e.for_instance, idle_s=e.idle_s, expected_cost_s=e.expected_cost_s,
+                footprint_bytes=e.footprint_bytes))
+
+    return emit
+
+
 def instrument(
     profile: ResolvedProfile,
     modes: ModesConfig,
@@ -91,6 +111,8 @@ def instrument(
     recorder = None
     if telemetry is not None or policy is not None:
         recorder = Recorder(telemetry, learners=[policy.observe] if policy else [])
+    if telemetry is not None:
+        client.residency.on_event = residency_hook(telemetry)
     if telemetry is not None and recorder is not None:
         client.on_call = recorder.on_model_call
         store = telemetry.store

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 MODEL_ALIAS = "smollm2"
 
@@ -98,3 +99,37 @@ class LlamaServer:
     def stop(self) -> None:
         stop_process(self.proc)
         self._log.close()
+
+
+SERVER_MARKS = ("llama_cpp.server", "llama-server", "localroute.backends.guardian")
+
+
+def leftover_model_servers(mark: str) -> list[psutil.Process]:
+    """Live model-server processes whose environment carries the test session's mark."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or not any(
+                    m in cmdline for m in SERVER_MARKS):
+                continue
+            if proc.environ().get("LOCALROUTE_TEST_SESSION") == mark:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def managed_by(pid: int) -> list[psutil.Process]:
+    """Live model servers started by the localroute process `pid` (its managed servers carry
+    LOCALROUTE_MANAGED_BY=<pid> in their environment)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get("LOCALROUTE_MANAGED_BY") == str(pid):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
