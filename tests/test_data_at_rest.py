@@ -154,7 +154,9 @@ def test_control_sequences_from_a_file_print_escaped(tmp_path: Path) -> None:
 def test_control_sequences_from_recorded_events_print_escaped(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    env = {"LOCALROUTE_STATE_DIR": str(tmp_path / "state")}
+    # A wide terminal: the table would otherwise cut the long quoted path (pytest's tmp_path
+    # grows with the run number) before the escaped sequence this test looks for.
+    env = {"LOCALROUTE_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "1000"}
     config = str(dead_config(tmp_path))
     # A path named with a screen-clearing sequence: the tool's error quotes it.
     asked = localroute("--config", config, "--profile", "test", "ask",
