@@ -1,0 +1,1 @@
+"""graders of localroute's evaluation."""

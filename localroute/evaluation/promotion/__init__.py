@@ -1,0 +1,1 @@
+"""promotion of localroute's evaluation."""

@@ -1,0 +1,1 @@
+"""reports of localroute's evaluation."""

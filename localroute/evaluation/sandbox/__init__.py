@@ -1,0 +1,1 @@
+"""sandbox of localroute's evaluation."""

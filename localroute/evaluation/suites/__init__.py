@@ -1,0 +1,1 @@
+"""suites of localroute's evaluation."""
