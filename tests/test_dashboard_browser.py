@@ -164,28 +164,30 @@ def test_dashboard_shows_the_requests_in_every_panel(stack: dict[str, Any]) -> N
     until(lambda: events(stack, "residency.eviction"), TTL_S + 120, "the idle-TTL eviction")
     (stack["tmp"] / "runs").mkdir()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            *FLAGS, f"--user-data-dir={stack['tmp'] / 'chromium-profile'}"])
+        # A fresh profile directory (Playwright passes it as --user-data-dir).
+        browser = p.chromium.launch_persistent_context(
+            str(stack["tmp"] / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+            args=FLAGS, viewport={"width": 1400, "height": 2600})
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 2600})
+            page = browser.new_page()
             problems: list[str] = []
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.goto(stack["base"] + "/ui")
-            page.wait_for_function("document.body.dataset.chartsWindow === 'day'",
+            page.wait_for_function("() => document.body.dataset.chartsWindow === 'day'",
                                    timeout=60_000)
             page.wait_for_function(
-                "document.querySelectorAll('#recent tbody tr').length >= 4", timeout=60_000)
+                "() => document.querySelectorAll('#recent tbody tr').length >= 4", timeout=60_000)
             check_panels(page, done)
             check_trace_and_feedback(page, stack, done["coding"]["trace"])
             # Hostile text was shown as text: nothing it carried ran.
-            assert page.evaluate("window.__pwned") is None
+            assert page.evaluate("() => window.__pwned") is None
             assert HOSTILE_QUERY in page.inner_text("#recent")
             page.click(f"#recent tr[data-trace='{done['router']['trace']}']")
             page.wait_for_function(
-                f"document.getElementById('request').dataset.trace === '{done['router']['trace']}'")
+                f"() => document.getElementById('request').dataset.trace === '{done['router']['trace']}'")
             assert page.inner_text("#request-answer") == HOSTILE_ANSWER
-            assert page.evaluate("window.__pwned") is None
+            assert page.evaluate("() => window.__pwned") is None
             shot = stack["tmp"] / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
@@ -206,16 +208,16 @@ def check_panels(page: Any, done: dict[str, dict[str, str]]) -> None:
     for request in done.values():
         assert request["trace"] in shown
     # Routing: the routes and deciders of those requests are series of the charts.
-    routes = page.evaluate("document.getElementById('chart-routes').data.map(t => t.name)")
+    routes = page.evaluate("() => document.getElementById('chart-routes').data.map(t => t.name)")
     assert {"tool", "router", done["coding"]["route"]} <= set(routes)
-    deciders = page.evaluate("document.getElementById('chart-decided').data.map(t => t.name)")
+    deciders = page.evaluate("() => document.getElementById('chart-decided').data.map(t => t.name)")
     assert "classifier" in deciders and "escalation rate" in deciders
-    roles = page.evaluate("document.getElementById('chart-roles').data.map(t => t.name)")
+    roles = page.evaluate("() => document.getElementById('chart-roles').data.map(t => t.name)")
     assert {"router", "summarization"} <= set(roles)
     # Latency and quality: a p50 line per answering role, and the validation failure counted.
-    latency = page.evaluate("document.getElementById('chart-latency').data.map(t => t.name)")
+    latency = page.evaluate("() => document.getElementById('chart-latency').data.map(t => t.name)")
     assert "summarization p50" in latency and "router p95" in latency
-    failed = page.evaluate("document.getElementById('chart-quality').data[0].y"
+    failed = page.evaluate("() => document.getElementById('chart-quality').data[0].y"
                            ".reduce((a, b) => a + b, 0)")
     assert failed >= 1
     assert "failure rate" in page.inner_text("#quality-figures")
@@ -230,7 +232,7 @@ def check_panels(page: Any, done: dict[str, dict[str, str]]) -> None:
 def check_trace_and_feedback(page: Any, stack: dict[str, Any], trace: str) -> None:
     page.fill("#trace-input", trace)
     page.click("#trace-open")
-    page.wait_for_function(f"document.getElementById('request').dataset.trace === '{trace}'")
+    page.wait_for_function(f"() => document.getElementById('request').dataset.trace === '{trace}'")
     states = page.eval_on_selector_all("#request-states li", "items => items.map(i => i.textContent)")
     names = [s.split(" → ")[0] for s in states]
     assert names[0] == "INIT" and "VALIDATION" in names and "LLM_CALL" in names, states
@@ -241,7 +243,7 @@ def check_trace_and_feedback(page: Any, stack: dict[str, Any], trace: str) -> No
     # Feedback from the page lands in the store, where the CLI reads it.
     page.fill("#feedback-note", "wrong <b>markup</b>")
     page.click("#feedback-bad")
-    page.wait_for_function("document.getElementById('feedback-status').textContent"
+    page.wait_for_function("() => document.getElementById('feedback-status').textContent"
                            ".startsWith('recorded')")
     assert "feedback bad: wrong <b>markup</b>" in page.inner_text("#request-feedback")
     rows = events(stack, "request.feedback")
