@@ -92,7 +92,9 @@ def stack(tmp_path: Path, llama_server: LlamaServer) -> Iterator[dict[str, Any]]
         log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
             [sys.executable, "-m", "localroute", "--config", str(config), "serve", "--port",
-             str(port), "--runs", str(tmp_path / "runs")],
+             # Pinned: on a busy machine the CPU sensor would move it to ALERT, which
+             # refuses the coding and summarization roles this test needs.
+             str(port), "--runs", str(tmp_path / "runs"), "--mode", "NORMAL"],
             stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             base = f"http://127.0.0.1:{port}"
@@ -177,7 +179,7 @@ def test_dashboard_shows_the_requests_in_every_panel(stack: dict[str, Any]) -> N
             page.wait_for_function("() => document.body.dataset.chartsWindow === 'day'",
                                    timeout=60_000)
             page.wait_for_function(
-                "() => document.querySelectorAll('#recent tbody tr').length >= 4", timeout=60_000)
+                "() => document.querySelectorAll('#recent tbody tr').length >= 3", timeout=60_000)
             check_panels(page, done)
             check_trace_and_feedback(page, stack, done["coding"]["trace"])
             # Hostile text was shown as text: nothing it carried ran.
@@ -205,8 +207,8 @@ def check_panels(page: Any, done: dict[str, dict[str, str]]) -> None:
     assert "budget" in page.inner_text("#memory-text")
     assert "router" in page.inner_text("#gates")
     shown = page.eval_on_selector_all("#recent tbody tr", "rows => rows.map(r => r.dataset.trace)")
-    for request in done.values():
-        assert request["trace"] in shown
+    for name in ("tool", "router", "coding"):  # the routed ones (a direct call has no outcome)
+        assert done[name]["trace"] in shown
     # Routing: the routes and deciders of those requests are series of the charts.
     routes = page.evaluate("() => document.getElementById('chart-routes').data.map(t => t.name)")
     assert {"tool", "router", done["coding"]["route"]} <= set(routes)
