@@ -186,8 +186,9 @@ def test_dashboard_shows_the_requests_in_every_panel(stack: dict[str, Any]) -> N
             assert page.evaluate("() => window.__pwned") is None
             assert HOSTILE_QUERY in page.inner_text("#recent")
             page.click(f"#recent tr[data-trace='{done['router']['trace']}']")
+            shown = done["router"]["trace"]
             page.wait_for_function(
-                f"() => document.getElementById('request').dataset.trace === '{done['router']['trace']}'")
+                f"() => document.getElementById('request').dataset.trace === '{shown}'")
             assert page.inner_text("#request-answer") == HOSTILE_ANSWER
             assert page.evaluate("() => window.__pwned") is None
             shot = stack["tmp"] / "dashboard.png"
@@ -234,8 +235,10 @@ def check_panels(page: Any, done: dict[str, dict[str, str]]) -> None:
 def check_trace_and_feedback(page: Any, stack: dict[str, Any], trace: str) -> None:
     page.fill("#trace-input", trace)
     page.click("#trace-open")
-    page.wait_for_function(f"() => document.getElementById('request').dataset.trace === '{trace}'")
-    states = page.eval_on_selector_all("#request-states li", "items => items.map(i => i.textContent)")
+    page.wait_for_function(
+        f"() => document.getElementById('request').dataset.trace === '{trace}'")
+    states = page.eval_on_selector_all("#request-states li",
+                                       "items => items.map(i => i.textContent)")
     names = [s.split(" → ")[0] for s in states]
     assert names[0] == "INIT" and "VALIDATION" in names and "LLM_CALL" in names, states
     offsets = [float(s.split(" at ")[1].split(" ms")[0]) for s in states]
