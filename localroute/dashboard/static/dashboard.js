@@ -243,8 +243,8 @@ async function sendFeedback(verdict) {
     await getJSON("/ui/api/feedback", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ trace_id: currentTrace, verdict, note: note || null }) });
+    await openTrace(currentTrace);  // shows the feedback now stored with the request
     $("feedback-status").textContent = `recorded: ${verdict}`;
-    await openTrace(currentTrace);
   } catch (err) {
     $("feedback-status").textContent = String(err.message || err);
   }
