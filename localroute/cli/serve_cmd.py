@@ -96,9 +96,12 @@ def serve(
                                            "size."),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
     root: list[str] | None = RootOpt,
+    runs: Path = typer.Option(Path("runs"), "--runs", help="Runs directory whose benchmark "
+                              "runs and A/B tests the dashboard (/ui) lists."),
 ) -> None:
     """Serve `auto` (the routed pipeline), each role and each configured model over the
-    OpenAI API: /v1/chat/completions, /v1/models, /health, /ready, /metrics, /v1/feedback."""
+    OpenAI API: /v1/chat/completions, /v1/models, /health, /ready, /metrics, /v1/feedback;
+    and the dashboard at /ui."""
     import uvicorn
 
     from localroute.server.app import create_app
@@ -124,7 +127,7 @@ def serve(
         header_timeout_s=header_timeout, body_timeout_s=body_timeout,
         max_connections=connections,
         max_connections_per_client=min(max_connections_per_client, connections),
-        roots=roots.roots)
+        roots=roots.roots, runs_dir=runs)
     try:
         check_bind(settings)
         check_names(settings)

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from localroute.client.llm_client import LLMClient
 from localroute.config.modes import ModesConfig, load_modes
 from localroute.config.schema import ResolvedProfile
+from localroute.dashboard.routes import register as register_dashboard
 from localroute.governance.governor import Governor, build_governor
 from localroute.governance.homeostasis import Override
 from localroute.governance.sensors import RequestWindow
@@ -85,6 +86,7 @@ def create_app(
         finally:
             await active.stop()
             await client.aclose()
+            dashboard.close()
 
     # No generated docs: the API is OpenAI's, documented in docs/server.md.
     app = FastAPI(title="localroute", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -92,5 +94,6 @@ def create_app(
     app.state.localroute = state
     install_handlers(app)
     register(app)
+    dashboard = register_dashboard(app, settings.runs_dir)
     app.add_middleware(Guards, settings=settings)
     return app

@@ -29,6 +29,8 @@ class ServerSettings(BaseModel):
     max_queue: int = Field(default=8, ge=0)
     # Feedback is appended here (JSONL) until the telemetry store takes it over; None: memory only.
     feedback_path: Path | None = None
+    # The runs directory the dashboard lists (benchmark runs and A/B tests, `bench --runs`).
+    runs_dir: Path = Path("runs")
     # Checked file roots (tools/roots.py: `choose_roots`); empty: no file tools are offered.
     roots: tuple[Path, ...] = ()
     # Past this size the feedback file is rotated to `<name>.1` (one old file kept).

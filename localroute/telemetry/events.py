@@ -223,14 +223,16 @@ def request_outcome(trace_id: str, span_id: str, *, state: str, success: bool, m
                     task_type: str | None, decided_by: str | None, validation: str,
                     llm_calls: int, tools_used: list[str], fallbacks: int, error: str | None,
                     total_ms: float, timings_ms: dict[str, float], query: str | None,
-                    channel: str | None) -> EventRow:
-    """How a request ended; its span is the root of the trace's tree."""
+                    channel: str | None, answer: str | None = None) -> EventRow:
+    """How a request ended; its span is the root of the trace's tree; `answer` the reply's
+    text (cut, like the query; the dashboard's request view shows it)."""
     return _row(EventName.REQUEST_OUTCOME, trace_id, None,
                 {"state": state, "mode": mode, "selected_role": selected_role,
                  "static_role": static_role,
                  "task_type": task_type, "decided_by": decided_by, "validation": validation,
                  "llm_calls": llm_calls, "tools_used": tools_used, "fallbacks": fallbacks,
-                 "error": error, "timings_ms": timings_ms, "query": query, "channel": channel},
+                 "error": error, "timings_ms": timings_ms, "query": query, "channel": channel,
+                 "answer": answer},
                 span_id=span_id, role=role, route=route, duration_ms=total_ms, ok=success)
 
 

@@ -130,7 +130,7 @@ class Recorder:
             tools_used=[r.tool for r in ctx.tool_results], fallbacks=len(ctx.fallbacks),
             error=ctx.error, total_ms=total_ms, timings_ms=ctx.timings_ms(),
             # Telemetry.emit drops it (and all else derived from it) with record_queries: false.
-            query=ctx.query[:QUERY_CHARS],
+            query=ctx.query[:QUERY_CHARS], answer=(ctx.reply or "")[:QUERY_CHARS] or None,
             channel=ctx.channel))
         if task is not None and selected is not None:
             for learn in self.learners:

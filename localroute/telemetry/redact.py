@@ -37,7 +37,7 @@ _KEEP: dict[str, frozenset[str]] = {
 def _blank(key: str, value: Any) -> Any:
     if value is None:
         return None
-    if key == "query":
+    if key in ("query", "answer"):
         return None
     if key == "error" and isinstance(value, str):
         # "LLMTimeout: <message>": the exception type says what failed, the message may quote.

@@ -42,7 +42,13 @@ def _rate(part: int, whole: int) -> float | None:
 
 def compute_stats(store: EventStore, window_s: float, now: float | None = None) -> dict[str, Any]:
     now = now if now is not None else time.time()
-    rows = store.select(names=STATS_EVENTS, since=now - window_s)
+    return stats_of_rows(store.select(names=STATS_EVENTS, since=now - window_s), window_s, now)
+
+
+def stats_of_rows(rows: list[dict[str, Any]], window_s: float, now: float) -> dict[str, Any]:
+    """The figures of `rows` (STATS_EVENTS of the window ending at `now`, oldest first): what
+    `compute_stats` reports, for callers that read the rows once and cut them up (the
+    dashboard's charts over time)."""
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by[row["event"]].append(row)
