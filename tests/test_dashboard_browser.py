@@ -25,6 +25,7 @@ import openai
 import pytest
 
 from tests.support.faultproxy import Fault, FaultProxy
+from tests.support.paths import REPO
 from tests.support.servers import LlamaServer, free_port, gguf_path, wait_for_http
 
 CHROMIUM = "/usr/bin/chromium"
@@ -84,7 +85,12 @@ profiles:
 @pytest.fixture
 def stack(tmp_path: Path, llama_server: LlamaServer) -> Iterator[dict[str, Any]]:
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium`")
+        # A fresh machine: install Debian's chromium as the README's test command runs (root),
+        # or fail naming what to install.
+        got = subprocess.run(["bash", str(REPO / "scripts" / "ensure-chromium.sh")],
+                             capture_output=True, text=True, timeout=900)
+        if got.returncode != 0:
+            pytest.fail(f"{CHROMIUM} is missing and could not be installed: {got.stderr}")
     with FaultProxy(llama_server.url) as proxy:
         config = write_config(tmp_path / "models.yaml", proxy.base_url)
         env = {**os.environ, "LOCALROUTE_STATE_DIR": str(tmp_path / "state")}
