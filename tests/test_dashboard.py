@@ -218,3 +218,19 @@ def test_feedback_needs_json_from_the_same_origin(keyed_server: str) -> None:
         **auth, "Content-Type": "application/json"}, content=json.dumps(
             {"trace_id": "abcdef", "verdict": "meh"}))
     assert wrong.status_code == 422 and "verdict" in wrong.json()["error"]["message"]
+
+
+def test_a_browser_opens_the_keyed_dashboard_with_the_key_as_basic_password(
+        keyed_server: str) -> None:
+    """A browser cannot send a bearer token: /ui asks for HTTP Basic (any user, the key as the
+    password); the API itself keeps to the bearer token."""
+    refused = httpx.get(keyed_server + "/ui")
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"].startswith('Basic realm="localroute"')
+    page = httpx.get(keyed_server + "/ui", auth=("anyone", KEY))
+    assert page.status_code == 200 and "localroute dashboard" in page.text
+    assert httpx.get(keyed_server + "/ui/api/now", auth=("me", KEY)).status_code == 200
+    assert httpx.get(keyed_server + "/ui", auth=("anyone", KEY + "x")).status_code == 401
+    # Basic is for the pages only: the API answers it with 401 and a bearer challenge.
+    api = httpx.get(keyed_server + "/v1/models", auth=("anyone", KEY))
+    assert api.status_code == 401 and api.headers["www-authenticate"] == "Bearer"

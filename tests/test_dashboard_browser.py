@@ -182,8 +182,10 @@ def test_dashboard_shows_the_requests_in_every_panel(stack: dict[str, Any]) -> N
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.goto(stack["base"] + "/ui")
-            page.wait_for_function("() => document.body.dataset.chartsWindow === 'day'",
-                                   timeout=60_000)
+            # The figures computed at start-up are refreshed on the first poll (new events
+            # since); the page fetches the fresh ones itself.
+            page.wait_for_function("() => document.body.dataset.chartsWindow === 'day' && "
+                                   "document.body.dataset.chartsFresh === '1'", timeout=60_000)
             page.wait_for_function(
                 "() => document.querySelectorAll('#recent tbody tr').length >= 3", timeout=60_000)
             check_panels(page, done)

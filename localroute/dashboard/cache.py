@@ -80,8 +80,10 @@ class WindowCache:
         elif window not in self.running and self._stale(entry):
             task = asyncio.get_running_loop().create_task(self._refresh(window))
             task.add_done_callback(_quiet)
+        # `refreshing` tells the page that newer figures are being computed: it polls again
+        # soon rather than at its next interval.
         return {**entry.value, "computed_at": entry.computed_at,
-                "compute_s": round(entry.compute_s, 3)}
+                "compute_s": round(entry.compute_s, 3), "refreshing": window in self.running}
 
 
 def _quiet(task: asyncio.Task[Any]) -> None:

@@ -8,7 +8,6 @@ which records through the function `localroute feedback` uses.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,7 +22,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from localroute.dashboard.cache import WindowCache
 from localroute.dashboard.panels import now_panel, request_view, residency_timeline
 from localroute.dashboard.runs import list_runs, report_path
-from localroute.dashboard.series import WINDOWS, window_seconds
+from localroute.dashboard.series import window_seconds
 from localroute.server.errors import APIError
 from localroute.server.schemas import FEEDBACK_NOTE_CHARS
 from localroute.telemetry.queries import open_store, record_feedback
@@ -58,20 +57,6 @@ class Dashboard:
     cache: WindowCache | None = None
     opened: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    warming: asyncio.Task[None] | None = None
-
-    def warm(self) -> None:
-        """Compute every window's figures now, in the background, so that the page's first poll
-        after start-up finds them ready (a week of events takes seconds to read)."""
-        self.warming = asyncio.get_running_loop().create_task(self._warm())
-
-    async def _warm(self) -> None:
-        if await self.telemetry() is None or self.cache is None:
-            return
-        for window in WINDOWS:
-            # A failure here is the page's to report at its first poll, which computes again.
-            with contextlib.suppress(Exception):
-                await self.cache.get(window)
 
     async def telemetry(self) -> EventStore | None:
         async with self.lock:
@@ -89,8 +74,6 @@ class Dashboard:
         return self.store
 
     def close(self) -> None:
-        if self.warming is not None:
-            self.warming.cancel()
         if self.store is not None:
             self.store.close()
 

@@ -15,6 +15,8 @@ client that disconnects mid-stream.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import json
 import socket
@@ -33,6 +35,7 @@ from localroute.server.settings import (
 )
 
 OPEN_PATHS = frozenset({"/health"})  # liveness probes carry no key
+UI_PREFIX = "/ui"  # the dashboard: pages a browser opens
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 WILDCARDS = frozenset({"0.0.0.0", "::", ""})
@@ -77,6 +80,7 @@ class Guards:
     def __init__(self, app: ASGIApp, *, settings: ServerSettings) -> None:
         self.app = app
         self.key = f"Bearer {settings.api_key}".encode() if settings.api_key else None
+        self.secret = settings.api_key.encode() if settings.api_key else b""
         self.max_body = settings.max_body_bytes
         self.max_header = settings.max_header_bytes
         self.body_timeout = settings.body_timeout_s
@@ -150,14 +154,30 @@ class Guards:
         # Same origin: a page served under the very name and port the request names.
         return bool(host) and origin in (f"http://{host.lower()}", f"https://{host.lower()}")
 
+    def _basic_ok(self, given: bytes) -> bool:
+        """HTTP Basic with the API key as the password (any user name)."""
+        scheme, _, encoded = given.partition(b" ")
+        if scheme.lower() != b"basic":
+            return False
+        try:
+            _, _, password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
+        except (binascii.Error, ValueError):
+            return False
+        return hmac.compare_digest(password, self.secret)
+
     async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[bytes, bytes] = dict(scope.get("headers", ()))
         if self.key is not None and scope.get("path") not in OPEN_PATHS:
             given = headers.get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.key):
+            page = str(scope.get("path", "")).startswith(UI_PREFIX)
+            if not (hmac.compare_digest(given, self.key)
+                    or (page and self._basic_ok(given))):
+                # A browser cannot send a bearer token by itself: the dashboard's pages also
+                # take the key as the password of HTTP Basic, which makes the browser ask.
+                challenge = b'Basic realm="localroute", charset="UTF-8"' if page else b"Bearer"
                 await send_error(send, 401, "missing or wrong API key; send the header "
                                  "'Authorization: Bearer <key>'", "invalid_api_key",
-                                 [(b"www-authenticate", b"Bearer")])
+                                 [(b"www-authenticate", challenge)])
                 return
         if scope.get("method") not in BODY_METHODS:
             await self.app(scope, receive, send)

@@ -6,6 +6,8 @@
 const POLL_NOW_MS = 3000;
 const POLL_CHARTS_MS = 10000;
 const POLL_RUNS_MS = 60000;
+const FOLLOW_UP_MS = 1500;
+let followUp = null;
 const CONFIG = { displaylogo: false, responsive: true };
 const $ = (id) => document.getElementById(id);
 
@@ -300,6 +302,11 @@ async function pollCharts() {
     renderOverview(overview);
     renderResidency(residency);
     document.body.dataset.chartsWindow = w;
+    // Newer figures are being computed (new events since these): fetch them in a moment.
+    document.body.dataset.chartsFresh = overview.refreshing ? "0" : "1";
+    if (overview.refreshing && !followUp) {
+      followUp = setTimeout(() => { followUp = null; pollCharts(); }, FOLLOW_UP_MS);
+    }
   } catch (err) {
     showError(err);
   }
