@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from localroute.routing.classifier import RouteClassifier
+from localroute.routing.classifier import PACKAGED_ARTIFACT, RouteClassifier
 from tests.support.paths import REPO
 from tests.support.servers import free_port, stop_process, wait_for_http
 
@@ -104,6 +104,8 @@ def test_train_router_reproduces_the_packaged_classifier(installed: Installed) -
     # Same training rows and parameters as the artifact that ships: the same fingerprint.
     assert report["artifact_id"] == RouteClassifier.load().artifact_id()
     assert report["n_dev"] > 0 and report["n_handwritten"] > 0
+    # ... and the same bytes: the installed package alone rebuilds the artifact it ships.
+    assert out.read_bytes() == PACKAGED_ARTIFACT.read_bytes()
 
 
 def test_status_and_plan_print_json(installed: Installed) -> None:

@@ -3,7 +3,9 @@
 The triples in ``localroute/evaluation/suites/data/math_grader_cases.jsonl`` tagged
 ``math-verify-style`` are written in the spirit of the test-suite of Math-Verify
 (huggingface/Math-Verify, Apache-2.0), whose package is not shipped with its tests; the others
-are the hard cases from the issue and extraction cases written for this project.
+are the hard cases from the issue and extraction cases written for this project; the tags
+``equation``, ``inequality`` and ``article`` hold the cases of the three equivalence rules of
+issue 16 (equations as solution sets, inequalities against intervals, leading articles).
 ``tests/data/math_grader_holdout.jsonl`` was written after the grader was frozen.
 """
 
@@ -25,7 +27,13 @@ from localroute.evaluation.math_grader import (
     MathGraderInputError,
     grade_file,
 )
-from localroute.evaluation.math_normalize import normalize
+from localroute.evaluation.math_normalize import as_text_answer, normalize
+from localroute.evaluation.math_relations import (
+    MAX_CHARS,
+    same_inequality_set,
+    same_solution_set,
+)
+from localroute.evaluation.math_worker import _parse
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "localroute" / "evaluation" / "suites" / "data" / "math_grader_cases.jsonl"
@@ -60,6 +68,12 @@ def test_case_file_is_large_and_covers_every_kind() -> None:
     assert len(rows) >= 150
     tags = Counter(r["tag"] for r in rows)
     assert {"math-verify-style", "hard", "extraction", "math500-form"} <= set(tags)
+    # Each rule of issue 16 has cases both ways: accepted rewrites and near misses.
+    for rule in ("equation", "inequality", "article"):
+        assert {r["expected"] for r in rows if r["tag"] == rule} == {
+            "equivalent",
+            "not_equivalent",
+        }, rule
     assert {r["expected"] for r in rows} == {"equivalent", "not_equivalent", "no_answer"}
 
 
@@ -212,10 +226,78 @@ def test_extract_answer_finds_nothing(prediction: str) -> None:
         ("\\$18.90", "18.90"),
         ("**42**.", "42"),
         ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
+        ("2 and 3", "2, 3"),
+        ("x<-1 \\text{ or } x>2", "x<-1 \\lor x>2"),
+        ("x > 1 and x \\le 3", "x > 1 \\land x \\le 3"),
+        ("x<-1 or 4", "x<-1, 4"),
     ],
 )
 def test_normalize(raw: str, expected: str) -> None:
     assert normalize(raw) == expected
+
+
+def test_normalize_keeps_labels_on_request() -> None:
+    assert normalize("y = 2x + 3") == "2x + 3"
+    assert normalize("y = 2x + 3", keep_labels=True) == "y = 2x + 3"
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ("\\text{an ellipse}", "ellipse"),
+        ("\\text{The Empty Set}", "empty set"),
+        ("a parabola", "parabola"),
+        ("another curve", "another curve"),
+        ("\\text{a}", None),
+        ("theta", "theta"),
+    ],
+)
+def test_text_answer_drops_a_leading_article(raw: str, words: str | None) -> None:
+    assert as_text_answer(normalize(raw)) == words
+
+
+@pytest.mark.parametrize(
+    ("gold", "pred", "same"),
+    [
+        ("y=2x+3", "y-2x=3", True),
+        ("2x+3y-6=0", "y=-\\frac{2}{3}x+2", True),
+        ("x^2+y^2=25", "2x^2=50-2y^2", True),
+        ("y=2x+3", "y=-2x+3", False),
+        ("x=4", "x^2=16", False),
+        ("0=0", "x=x", True),
+        ("y=x", "0=0", False),
+        ("y=2x+3", "2x+3", None),
+        ("\\{1,2\\}", "x=1", None),
+    ],
+)
+def test_equations_compare_as_solution_sets(gold: str, pred: str, same: bool | None) -> None:
+    assert same_solution_set(_parse, gold, pred) is same
+
+
+@pytest.mark.parametrize(
+    ("gold", "pred", "same"),
+    [
+        ("(-\\infty, 0]", "y \\le 0", True),
+        ("[2,5)", "2 \\le x < 5", True),
+        ("(-\\infty,-1)\\cup(2,\\infty)", "x<-1 \\lor x>2", True),
+        ("(-1,2)", "x>-1 \\land x<2", True),
+        ("(-\\infty, 0)", "y \\le 0", False),
+        ("y \\le 0", "x \\le 0", False),
+        ("(-\\infty, 0]", "x+y \\le 0", None),
+        ("(-\\infty, 0]", "x<0 \\lor x>1 \\land x<2", None),
+        ("5", "7", None),
+    ],
+)
+def test_inequalities_compare_with_intervals(gold: str, pred: str, same: bool | None) -> None:
+    assert same_inequality_set(_parse, gold, pred) is same
+
+
+def test_relation_rules_skip_overlong_answers() -> None:
+    # Graded answers are untrusted: past MAX_CHARS the rules do not hand the text to sympy.
+    long_eq = "y=" + "+".join(["x"] * MAX_CHARS)
+    assert same_solution_set(_parse, long_eq, long_eq) is None
+    long_ineq = "x<" + "+".join(["1"] * MAX_CHARS)
+    assert same_inequality_set(_parse, "(-\\infty,0)", long_ineq) is None
 
 
 def test_grader_version_names_math_verify() -> None:

@@ -20,14 +20,15 @@ from pydantic import BaseModel, Field
 from localroute.client.llm_client import LLMClient
 from localroute.client.parsing import split_reasoning
 from localroute.config.schema import ResolvedProfile, ResolvedRole
-from localroute.evaluation.stats import ABStats, Outcome, ab_stats
+from localroute.evaluation.ab_records import AbResult, AbRow, AnswerRecord, JudgeRecord, Side
+from localroute.evaluation.ab_report import figures, objective
+from localroute.evaluation.stats import Outcome, ab_stats
 from localroute.evaluation.suites.base import BenchItem, Grade, Sampling, Suite, SuiteError
 from localroute.evaluation.suites.registry import get_suite
 from localroute.evaluation.suites.runner import bench_role, git_commit
 from localroute.evaluation.suites.store import now_iso
 from localroute.types import LLMError
 
-Side = Literal["a", "b", "tie", "invalid"]
 JUDGE_TEMPLATE_VERSION = "judge/1"
 JUDGE_SYSTEM = (
     "You are an impartial judge. Compare two answers to the same question and decide which one "
@@ -52,46 +53,6 @@ class AbOptions(BaseModel):
     concurrency: int = 1
     max_tokens: int | None = None  # cap for both sides (else the suite's protocol decides)
     out: Path = Path("runs/ab")
-
-
-class AnswerRecord(BaseModel):
-    output: str = ""
-    latency_s: float | None = None
-    completion_tokens: int = 0
-    error: str | None = None
-    grade: Grade | None = None
-
-
-class JudgeRecord(BaseModel):
-    order: Literal["ab", "ba"]
-    preferred: Side  # which side the judge preferred in this order
-    reason: str = ""
-
-
-class AbRow(BaseModel):
-    id: str
-    subject: str
-    messages: list[dict[str, Any]]
-    reference: str | None
-    a: AnswerRecord
-    b: AnswerRecord
-    judge: list[JudgeRecord]
-    outcome: Outcome  # from B's side
-    consistent: bool | None  # both orders agreed (None: the judge was not needed)
-
-
-class AbResult(BaseModel):
-    out: str
-    a: dict[str, Any]
-    b: dict[str, Any]
-    judge: dict[str, Any]
-    suite: str | None
-    stats: ABStats
-    objective: dict[str, Any]
-    figures: dict[str, Any]
-    created_at: str
-    git_commit: str
-    rows: list[AbRow]
 
 
 def resolve_side(profile: ResolvedProfile, spec: str, name: str, base: str | None) -> ResolvedRole:
@@ -234,8 +195,6 @@ async def run_ab(profile: ResolvedProfile, options: AbOptions) -> AbResult:
         rows = list(await asyncio.gather(*(one(item) for item in items)))
     finally:
         await client.aclose()
-    from localroute.evaluation.ab_report import figures, objective
-
     return AbResult(
         out=str(options.out),
         a={"spec": options.a, "model": side_a.id, "role": base if options.a not in profile.roles

@@ -3,7 +3,9 @@
 Pipeline per row: extract the answer from the prediction (``math_extract``), normalise both
 sides (``math_normalize``), settle multiple-choice letters, prose answers and identical strings
 here, and send everything else to math-verify (sympy) in a worker process that is killed when
-it runs past the timeout. Every row gets a recorded verdict; nothing is silently scored 0:
+it runs past the timeout. In the worker, equations are also compared as solution sets and
+inequalities in one variable as sets of reals (``math_relations``). Every row gets a recorded
+verdict; nothing is silently scored 0:
 
 - ``equivalent`` / ``not_equivalent``: a definite answer (``equivalent`` True / False);
 - ``no_answer``: the prediction holds no final answer (``equivalent`` False: the model failed);
@@ -32,6 +34,7 @@ from localroute.evaluation.math_extract import ExtractionMethod, extract_answer
 from localroute.evaluation.math_normalize import (
     as_choice,
     as_text_answer,
+    drop_article,
     normalize,
     unwrap_command,
 )
@@ -57,10 +60,13 @@ def _math_verify_version() -> str:
         return "unknown"
 
 
-GRADER_VERSION: Final = f"localroute-math-grader/1.0 math-verify/{_math_verify_version()}"
+# 1.1: equations as solution sets, inequalities against intervals, leading articles dropped.
+GRADER_VERSION: Final = f"localroute-math-grader/1.1 math-verify/{_math_verify_version()}"
 
 Verdict = Literal["equivalent", "not_equivalent", "no_answer", "timeout", "error"]
 _Outcome = tuple[Verdict, bool | None, str]
+# (gold, prediction, gold with its label kept, prediction with its label kept)
+_Pair = tuple[str, str, str | None, str | None]
 
 _WARM_UP_TIMEOUT_S: Final = 120.0
 
@@ -92,6 +98,9 @@ class _Prepared:
     gold: str
     pred: str | None
     decided: _Outcome | None
+    # The answers with a leading label ("y =") kept, for the equation rule; None if no label.
+    gold_full: str | None = None
+    pred_full: str | None = None
 
 
 def _prepare(gold: str, prediction: str) -> _Prepared:
@@ -130,7 +139,9 @@ def _decide(gold: str, prediction: str) -> _Prepared:
     if gold_text is not None:
         pred_text = as_text_answer(pred_norm)
         if pred_text is None:
-            pred_text = " ".join(unwrap_command(pred_norm, ("text",)).split()).lower()
+            pred_text = drop_article(
+                " ".join(unwrap_command(pred_norm, ("text",)).split()).lower()
+            )
         same = pred_text == gold_text
         prep.decided = (
             ("equivalent", True, "same words")
@@ -140,7 +151,15 @@ def _decide(gold: str, prediction: str) -> _Prepared:
         return prep
     if pred_norm == gold_norm:
         prep.decided = ("equivalent", True, "identical after normalisation")
+        return prep
+    prep.gold_full = _with_label(gold, gold_norm)
+    prep.pred_full = _with_label(extraction.answer, pred_norm)
     return prep
+
+
+def _with_label(raw: str, normalized: str) -> str | None:
+    full = normalize(raw, keep_labels=True)
+    return full if full != normalized else None
 
 
 def _finish(prep: _Prepared, outcome: _Outcome, compare_ms: float) -> Grade:
@@ -204,7 +223,11 @@ class MathGrader:
         with self._lock:
             for start in range(0, len(pending), self._workers):
                 wave = pending[start : start + self._workers]
-                pairs = [(prepared[i].gold, prepared[i].pred or "") for i in wave]
+                pairs = [
+                    (prepared[i].gold, prepared[i].pred or "", prepared[i].gold_full,
+                     prepared[i].pred_full)
+                    for i in wave
+                ]
                 began = time.perf_counter()
                 results = self._run_wave(pairs, timeout_s)
                 wave_ms = (time.perf_counter() - began) * 1000.0
@@ -249,13 +272,13 @@ class MathGrader:
         for process in processes:
             process.join(timeout=5)
 
-    def _run_wave(self, pairs: list[tuple[str, str]], timeout_s: float) -> list[_Outcome]:
+    def _run_wave(self, pairs: list[_Pair], timeout_s: float) -> list[_Outcome]:
         try:
             executor = self._pool()
         except (BrokenProcessPool, OSError) as exc:
             return [("error", None, f"grader worker could not start: {exc}")] * len(pairs)
         futures: list[Future[tuple[bool, str]]] = [
-            executor.submit(compare, gold, pred) for gold, pred in pairs
+            executor.submit(compare, *pair) for pair in pairs
         ]
         done, not_done = wait(futures, timeout=timeout_s)
         outcomes: list[_Outcome] = []

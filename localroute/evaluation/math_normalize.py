@@ -5,6 +5,9 @@ conventions of the MATH data set and of the PRM800K / Hendrycks graders (``\\dfr
 ``\\frac``, units, degrees and a leading ``x =`` are dropped), with two deliberate departures:
 a percent sign is dropped without rescaling (``50\\%`` means the number 50, never 0.5), and
 interval brackets are left untouched so that ``(1,2]`` and ``[1,2]`` stay different.
+"and" / "or" make a list (``2, 3``) except between inequalities, where they are logic and
+become ``\\land`` / ``\\lor`` for the grader's inequality rule; a word answer loses a leading
+article (``an ellipse`` is ``ellipse``).
 
 Everything here is plain ``re``: no sympy, so normalising is cheap and runs in the caller's
 process; only the symbolic comparison goes to the worker process.
@@ -16,9 +19,12 @@ import re
 from typing import Final
 
 __all__ = [
+    "LOGIC_AND",
+    "LOGIC_OR",
     "as_choice",
     "as_text_answer",
     "balanced_group",
+    "drop_article",
     "normalize",
     "split_top_level",
     "unwrap_command",
@@ -146,7 +152,13 @@ _ASSIGN_LHS = re.compile(
     re.S,
 )
 _IN_PREFIX = re.compile(r"^\s*[A-Za-z]\s*\\in(?![A-Za-z])\s*")
-_CONNECTOR = re.compile(r"\\text\{\s*(?:and|or)\s*\}|\s+(?:and|or)\s+")
+_CONNECTOR = re.compile(r"\\text\{\s*(and|or)\s*\}|\s+(and|or)\s+")
+# An inequality sign: "<", ">", "\\le", "\\geq", "\\neq", ... ("\\left" is gone by now).
+_INEQUALITY = re.compile(r"[<>]|\\(?:le|ge|leq|geq|lt|gt|ne|neq|leqslant|geqslant)(?![A-Za-z])")
+# Written between inequalities, "and" / "or" are logic, not a list; these markers keep which
+# one was meant (math-verify does not parse them; the grader's relation rule reads them).
+LOGIC_AND: Final = " \\land "
+LOGIC_OR: Final = " \\lor "
 
 
 def _strip_assignments(s: str) -> str:
@@ -160,8 +172,28 @@ def _strip_assignments(s: str) -> str:
     return ", ".join(stripped) if len(stripped) > 1 else stripped[0]
 
 
-def normalize(answer: str) -> str:
-    """Canonical LaTeX for an extracted answer (see the module doc for the rules)."""
+def _join_connectors(s: str) -> str:
+    """Replace "and" / "or" by a list comma, or by a logic marker between inequalities."""
+    pieces = _CONNECTOR.split(s)
+    # re.split with two groups yields: text, and-or group 1, group 2, text, ...
+    texts = pieces[::3]
+    words = [a or b for a, b in zip(pieces[1::3], pieces[2::3], strict=True)]
+    if not words:
+        return s
+    logic = all(_INEQUALITY.search(text) for text in texts)
+    out = [texts[0]]
+    for word, text in zip(words, texts[1:], strict=True):
+        out.append((LOGIC_AND if word == "and" else LOGIC_OR) if logic else ", ")
+        out.append(text)
+    return "".join(out)
+
+
+def normalize(answer: str, *, keep_labels: bool = False) -> str:
+    """Canonical LaTeX for an extracted answer (see the module doc for the rules).
+
+    ``keep_labels`` keeps a leading ``y =`` / ``x =``: the label convention reads ``y = 2x+3``
+    as the value ``2x+3``, but an equation compared as a solution set needs both of its sides.
+    """
     s = answer.strip()
     s = s.replace("**", "").replace("__", "")
     s = _strip_delimiters(s)
@@ -178,11 +210,12 @@ def normalize(answer: str) -> str:
     s = _PERCENT.sub("", s)
     s = s.replace("\\$", "").replace("$", "")
     s = re.sub(r"\\(?:textbf|textrm|textnormal|mbox|textit)(?![A-Za-z])", r"\\text", s)
-    s = _CONNECTOR.sub(", ", s)
+    s = _join_connectors(s)
     s = " ".join(s.split())
     s = s.rstrip(" .;,")
     s = _IN_PREFIX.sub("", s)
-    s = _strip_assignments(s)
+    if not keep_labels:
+        s = _strip_assignments(s)
     # The unit patterns backtrack; a real answer is short, so long strings skip them.
     unit = _TRAILING_TEXT_UNIT.match(s) if len(s) <= _UNIT_SCAN_MAX else None
     if unit is not None:
@@ -224,6 +257,12 @@ def as_choice(normalized: str, *, strict: bool) -> str | None:
 
 
 _WORDS = re.compile(r"^[A-Za-z][A-Za-z0-9'\- ]*$")
+_ARTICLE = re.compile(r"^(?:a|an|the)\s+(?=\S)", re.IGNORECASE)
+
+
+def drop_article(words: str) -> str:
+    """``an ellipse`` -> ``ellipse``: a leading article does not change a word answer."""
+    return _ARTICLE.sub("", words, count=1)
 
 
 def as_text_answer(normalized: str) -> str | None:
@@ -234,7 +273,7 @@ def as_text_answer(normalized: str) -> str | None:
     on, so that products like ``xy`` still go to sympy.
     """
     wrapped = re.fullmatch(r"\\text\s*\{(.*)\}", normalized.strip(), re.S) is not None
-    inner = " ".join(unwrap_command(normalized, _TEXT_CMDS).split()).strip(" .")
+    inner = drop_article(" ".join(unwrap_command(normalized, _TEXT_CMDS).split()).strip(" ."))
     if not inner or not _WORDS.match(inner):
         return None
     letters = sum(ch.isalpha() for ch in inner)

@@ -1,15 +1,18 @@
 """The symbolic comparison that runs inside a grader worker process.
 
-Only this module imports sympy / math-verify. It is run in a child process because a
-pathological expression (``9^{9^{9^{9}}}``) can make sympy compute for minutes or exhaust
-memory; math-verify's own guard is ``signal.alarm``, which only works in a main thread, so the
-parent kills the worker instead and math-verify's timeouts are switched off here.
+Only this module and ``math_relations`` (which it calls) import sympy / math-verify. It is run
+in a child process because a pathological expression (``9^{9^{9^{9}}}``) can make sympy
+compute for minutes or exhaust memory; math-verify's own guard is ``signal.alarm``, which only
+works in a main thread, so the parent kills the worker instead and math-verify's timeouts are
+switched off here.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+from localroute.evaluation.math_relations import same_inequality_set, same_solution_set
 
 __all__ = ["compare", "warm_up"]
 
@@ -61,23 +64,55 @@ def _tiny_value_mismatch(gold: Any, pred: Any) -> str | None:
     return None
 
 
-def compare(gold: str, pred: str) -> tuple[bool, str]:
-    """(equivalent, reason) for two normalised LaTeX answers."""
+def _relation_rules(
+    gold: str, pred: str, gold_full: str, pred_full: str
+) -> tuple[bool, str] | None:
+    """The equation and inequality rules (``math_relations``), when one of them applies.
+
+    sympy gives up on some forms (``\\sin x > 0`` has no interval form it can build); a rule
+    that raises does not apply, and math-verify's verdict stands.
+    """
+    try:
+        same = same_solution_set(_parse, gold_full, pred_full)
+    except Exception:
+        same = None
+    if same is not None:
+        return (True, "equations with the same solutions (one is a non-zero multiple of the "
+                "other)") if same else None
+    try:
+        same = same_inequality_set(_parse, gold, pred)
+    except Exception:
+        same = None
+    if same:
+        return True, "inequality and interval describe the same set of reals"
+    return None
+
+
+def compare(
+    gold: str, pred: str, gold_full: str | None = None, pred_full: str | None = None
+) -> tuple[bool, str]:
+    """(equivalent, reason) for two normalised LaTeX answers.
+
+    ``gold_full`` / ``pred_full`` are the same answers with a leading label (``y =``) kept,
+    when normalising removed one; the equation rule needs both sides of an equation.
+    """
     from math_verify import verify
 
     gold_parsed = _parse(gold)
     pred_parsed = _parse(pred)
     gold_exprs = [g for g in gold_parsed if not isinstance(g, str)]
     pred_exprs = [p for p in pred_parsed if not isinstance(p, str)]
+    if gold_exprs and pred_exprs and verify(gold_exprs, pred_exprs, timeout_seconds=None):
+        mismatch = _tiny_value_mismatch(gold_exprs[0], pred_exprs[0])
+        if mismatch is not None:
+            return False, f"math-verify matched after rounding, but {mismatch}"
+        return True, "math-verify: equivalent"
+    rule = _relation_rules(gold, pred, gold_full or gold, pred_full or pred)
+    if rule is not None:
+        return rule
     if not gold_exprs or not pred_exprs:
         side = "gold" if not gold_exprs else "prediction"
         same = " ".join(gold.split()) == " ".join(pred.split())
         verdict = "same" if same else "different"
         return same, f"{side} is not parseable maths; compared as text ({verdict})"
-    equivalent = bool(verify(gold_exprs, pred_exprs, timeout_seconds=None))
-    if not equivalent:
-        return False, "math-verify: not equivalent"
-    mismatch = _tiny_value_mismatch(gold_exprs[0], pred_exprs[0])
-    if mismatch is not None:
-        return False, f"math-verify matched after rounding, but {mismatch}"
-    return True, "math-verify: equivalent"
+    return False, "math-verify: not equivalent"

@@ -42,11 +42,20 @@ class ArtifactError(RuntimeError):
     """The classifier artifact is missing, unreadable or built for another version."""
 
 
+def canonical_order(rows: list[RouteRow]) -> list[RouteRow]:
+    """The rows in one fixed order, whatever files they came from and in which order.
+
+    The solver sums over rows in order, and float addition is not associative: the same rows in
+    another order give coefficients that differ in the last bits, hence other artifact bytes.
+    """
+    return sorted(rows, key=lambda r: (r.query, r.route, r.tool_hint or ""))
+
+
 def data_fingerprint(rows: list[RouteRow], seed: int = 0) -> str:
     """Hash of the training rows, hyper-parameters and seed: equal inputs, equal model."""
     digest = hashlib.sha256()
     digest.update(f"{STATIC_VERSION}|{ROUTE_C}|{HINT_C}|{STRUCT_WEIGHT}|{seed}".encode())
-    for row in sorted(rows, key=lambda r: (r.query, r.route, r.tool_hint or "")):
+    for row in canonical_order(rows):
         digest.update(json.dumps([row.query, row.route, row.tool_hint]).encode())
     return digest.hexdigest()[:16]
 
@@ -72,7 +81,9 @@ class RouteClassifier:
 
     @classmethod
     def train(cls, rows: list[RouteRow], seed: int = 0) -> RouteClassifier:
-        """Fit both models on `rows`; the same rows and seed give the same model."""
+        """Fit both models on `rows`; the same rows (in any order) and seed give the same model,
+        byte for byte once saved."""
+        rows = canonical_order(rows)
         missing = sorted(set(ROUTES) - {r.route for r in rows})
         if missing:
             raise ValueError(f"training rows have no example of route(s) {missing}; add some")
@@ -128,6 +139,11 @@ class RouteClassifier:
         """Write the classifier to `path` (joblib, compressed) and return the path."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
+        for vectorizer in (*self._features.vectorizers(), self._hint_vectorizer):
+            # scikit-learn caches id(stop_words), a memory address that differs in every
+            # process, to skip a repeated check; left in, it made two trainings on the same
+            # data write different bytes. Without it the check simply runs again after loading.
+            vars(vectorizer).pop("_stop_words_id", None)
         payload = {
             "format": ARTIFACT_FORMAT,
             "static_version": STATIC_VERSION,

@@ -188,6 +188,10 @@ class FeatureBuilder:
         self.word = TfidfVectorizer(**{**word, **params.get("word", {})})
         self.char = TfidfVectorizer(**{**char, **params.get("char", {})})
 
+    def vectorizers(self) -> tuple[TfidfVectorizer, TfidfVectorizer]:
+        """The word and char TF-IDF blocks (the classifier cleans them before saving)."""
+        return self.word, self.char
+
     def fit(self, queries: list[str]) -> FeatureBuilder:
         views = [text_view(q) for q in queries]
         self.word.fit(views)

@@ -61,10 +61,19 @@ class TrainReport(BaseModel):
     train_seconds: float
 
 
-def load_rows(path: Path | str) -> list[RouteRow]:
-    """Read a JSONL file of labelled rows; a bad row raises RowLoadError naming file:line."""
+def load_rows(path: Path | str, *, require_source: bool = False) -> list[RouteRow]:
+    """Read a JSONL file of labelled rows; a bad row raises RowLoadError naming file:line.
+
+    ``require_source``: every row must say where it comes from (the packaged training data).
+    """
     rows: list[RouteRow] = []
     for where, data in read_objects(path, RowLoadError, "query and route"):
+        source = data.get("source")
+        if require_source and (not isinstance(source, str) or not source.strip()):
+            raise RowLoadError(
+                f"{where}: row has no 'source'; say where it comes from ('handwritten:<kind>' "
+                "or the public data set, see dev_data/SOURCES.md)"
+            )
         try:
             rows.append(RouteRow.model_validate(data))
         except ValidationError as exc:
@@ -79,10 +88,14 @@ def load_rows(path: Path | str) -> list[RouteRow]:
 
 
 def packaged_rows() -> list[RouteRow]:
-    """The handwritten training rows shipped in `localroute/routing/training_data/`."""
+    """The handwritten training rows shipped in `localroute/routing/training_data/`.
+
+    One file per route (`tool.jsonl`, `router.jsonl`, ...) plus `hard_negatives.jsonl`; every
+    row carries its `source`. File order does not matter: training sorts the rows.
+    """
     rows: list[RouteRow] = []
     for path in sorted(TRAINING_DATA_DIR.glob("*.jsonl")):
-        rows.extend(load_rows(path))
+        rows.extend(load_rows(path, require_source=True))
     return rows
 
 
