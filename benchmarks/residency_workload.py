@@ -30,8 +30,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from localroute.config.loader import load_config, resolve_profile
+from localroute.config.schema import ResolvedProfile
+from localroute.residency.scheduler import Policy
+
 ROLES = ("router", "reasoning", "coding_large_context")
 SERVICE_S = {"router": 1.5, "reasoning": 20.0, "coding_large_context": 40.0}
+NAMES = {Policy.cost: "localroute", Policy.lru: "lru", Policy.single: "single"}
 DAY_S = 8 * 3600.0
 CHAT_EVERY_S, REASONING_EVERY_S, AGENT_EVERY_S, BACKGROUND_EVERY_S = 900.0, 3600.0, 7200.0, 600.0
 
@@ -97,3 +102,31 @@ def contention_trace(seed: int) -> list[Request]:
     raw.sort()
     return [Request(i, role, at, SERVICE_S[role] * rng.uniform(0.5, 1.5), "stress")
             for i, (at, role) in enumerate(raw)]
+
+
+@dataclass
+class Stats:
+    mode: str
+    trace: str
+    policy: str
+    requests: int
+    loads: int
+    evictions: int  # unloads for memory or idle TTL
+    load_wait_s: float  # total time requests waited for their model
+    p50_s: float
+    p95_s: float
+    duplicate_loads: int
+    drained: int  # in flight when their model was chosen as a victim (LRU in llama.cpp: cut)
+    cut: int
+    failed: int
+    substitutions: int
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def m4max() -> ResolvedProfile:
+    config, source = load_config()
+    return resolve_profile(config, "m4max", source, env={})
