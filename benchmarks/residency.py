@@ -106,7 +106,8 @@ def simulate(policy: Policy, name: str, days: list[list[Request]],
         latencies += lat
         per_day.append(int(counts["loads"]))
     if log:
-        print(f"{label or NAMES[policy]} {name}: loads per day {per_day}")
+        print(f"{label or NAMES[policy]} {name}: loads per day {per_day}; load wait s "
+              + ", ".join(f"{k[5:]} {v:.0f}" for k, v in totals.items() if k[:5] == "wait "))
     return Stats("simulation", name, label or NAMES[policy], sum(len(d) for d in days),
                  int(totals["loads"]), int(totals["evictions"]), round(totals["wait"], 1),
                  round(pct(latencies, 0.5), 2), round(pct(latencies, 0.95), 2),
@@ -120,7 +121,8 @@ def simulate_day(policy: Policy, trace: list[Request], min_residency: float | No
     profile = m4max()  # its min_residency and residency settings, as shipped
     residency = profile.min_residency if min_residency is None else min_residency
     sched = Scheduler(specs, budget=SIM_BUDGET, min_residency=residency,
-                      max_overtake_s=profile.residency.max_overtake_s, queue_timeout_s=1e9,
+                      max_overtake_s=profile.residency.max_overtake_s,
+                      queue_timeout_s=profile.residency.queue_timeout_s,
                       horizon_s=profile.residency.usage_horizon_s, policy=policy)
     load_s = {s.name: s.footprint / BANDWIDTH + LOAD_OVERHEAD_S for s in specs}
     events: list[tuple[float, int, str, Any]] = []
@@ -198,8 +200,10 @@ def simulate_day(policy: Policy, trace: list[Request], min_residency: float | No
             wake_at = wake
             push(wake, "tick", None)
     stats["failed"] += len(trace) - len(finished)
-    wait = sum(granted[r.id] - r.at for r in trace if r.id in granted)
-    return {**stats, "wait": wait}, [finished[r.id] - r.at for r in trace if r.id in finished]
+    wait = {f"wait {role}": sum(granted[r.id] - r.at for r in trace
+                                if r.id in granted and r.role == role) for role in ROLES}
+    latencies = [finished[r.id] - r.at for r in trace if r.id in finished]
+    return {**stats, **wait, "wait": sum(wait.values())}, latencies
 
 
 def belady(trace: list[Request], capacity: int = 2) -> int:
