@@ -16,7 +16,12 @@ runs the same trace:
 - lru: every model on demand, evict the least recently used at once, no TTL (llama.cpp's router
   mode with --models-max 2, which cuts the evicted model's requests: here they are drained, and
   the `drained` column counts the requests it would have cut);
-- single: one model at a time, no TTL (LM Studio's JIT auto-evict).
+- single: one model at a time, no TTL (LM Studio's JIT auto-evict);
+- (simulation only) localroute without the idle TTLs, to show what they cost in loads.
+
+Days differ a lot, so the simulation sums ten seeded days (`--days`), each from a cold start.
+Beside the policies it prints the offline optimum (Belady's MIN, two models resident) on the
+arrival order: no policy that serves requests in arrival order loads less.
 
 **Simulation** (default): the m4max profile's footprints for router (Qwen3-4B, 13.08 GiB),
 reasoning (DeepSeek-R1-Distill-Qwen-14B, 26.98 GiB) and coding_large_context (Qwen3-Coder-30B,
@@ -35,7 +40,7 @@ alike. Every request is a real call of work x scale x 40 tokens/s (at least 4 to
 are real and not scaled. Duplicate loads are two live server processes for one instance at any
 sample (every 50 ms); a request is cut when it ends in an error or without a finish reason.
 
-    python benchmarks/residency.py [--seed 0] [--min-residency S] [--json]
+    python benchmarks/residency.py [--seed 0] [--days 10] [--min-residency S] [--log] [--json]
     python benchmarks/residency.py --real [--real-hours 3] [--scale 0.04]
 
 Goal: at least 2x fewer loads than LRU on the same trace, 0 duplicate loads, 0 requests cut.
