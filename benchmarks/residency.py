@@ -17,7 +17,9 @@ runs the same trace:
   mode with --models-max 2, which cuts the evicted model's requests: here they are drained, and
   the `drained` column counts the requests it would have cut);
 - single: one model at a time, no TTL (LM Studio's JIT auto-evict);
-- (simulation only) localroute without the idle TTLs, to show what they cost in loads.
+- (simulation only) localroute without the idle TTLs, to show what they cost in loads, and
+  localroute with the router on demand (LRU's freedom: any two models), to separate what
+  pinning the router does from what the eviction and grouping policy does.
 
 Days differ a lot, so the simulation sums ten seeded days (`--days`), each from a cold start.
 Beside the policies it prints the offline optimum (Belady's MIN, two models resident) on the
@@ -79,10 +81,14 @@ BANDWIDTH = 4 * GIB  # bytes/s from SSD into unified memory (stated, not measure
 LOAD_OVERHEAD_S, UNLOAD_S = 1.0, 1.0
 SIM_BUDGET = 72 * GIB  # router+coder 55.9, reasoning+coder 69.8, all three 82.9 GiB
 POLICIES = (Policy.cost, Policy.lru, Policy.single)
-NO_TTL = "localroute, no idle_ttl"  # simulation only: what the configured TTLs cost in loads
+# Simulation only: what the configured TTLs cost in loads, and what pinning the router does
+# (with the router on demand, localroute has LRU's freedom: any two models).
+VARIANTS = {"localroute, no idle_ttl": {"ttl": False},
+            "localroute, router on demand": {"pin": False}}
 
 
-def m4max_specs(policy: Policy, ttl: bool) -> tuple[list[InstanceSpec], dict[str, int]]:
+def m4max_specs(policy: Policy, ttl: bool,
+                pin: bool) -> tuple[list[InstanceSpec], dict[str, int]]:
     """localroute: the roles' residency and idle_ttl as configured; the baselines know neither
     (every model on demand, kept until evicted)."""
     profile = m4max()
@@ -91,7 +97,7 @@ def m4max_specs(policy: Policy, ttl: bool) -> tuple[list[InstanceSpec], dict[str
     slots = {r: profile.role(r).max_concurrency for r in ROLES}
     ours = policy == Policy.cost
     specs = [InstanceSpec(r, profile.role(r).id, sizes[r],
-                          pinned=ours and not profile.role(r).on_demand,
+                          pinned=ours and pin and not profile.role(r).on_demand,
                           idle_ttl=profile.role(r).idle_ttl if ours and ttl else None,
                           load_estimate_s=sizes[r] / BANDWIDTH + LOAD_OVERHEAD_S) for r in ROLES]
     return specs, slots
@@ -99,13 +105,14 @@ def m4max_specs(policy: Policy, ttl: bool) -> tuple[list[InstanceSpec], dict[str
 
 def simulate(policy: Policy, name: str, days: list[list[Request]],
              min_residency: float | None = None, log: bool = False, ttl: bool = True,
+             pin: bool = True,
              label: str | None = None) -> Stats:
     """Each day from a cold start (nothing loaded); counts summed, latencies pooled."""
     totals: dict[str, float] = {}
     latencies: list[float] = []
     per_day = []
     for trace in days:
-        counts, lat = simulate_day(policy, trace, min_residency, log, ttl)
+        counts, lat = simulate_day(policy, trace, min_residency, log, ttl, pin)
         for k, v in counts.items():
             totals[k] = totals.get(k, 0) + v
         latencies += lat
@@ -121,8 +128,8 @@ def simulate(policy: Policy, name: str, days: list[list[Request]],
 
 
 def simulate_day(policy: Policy, trace: list[Request], min_residency: float | None,
-                 log: bool, ttl: bool) -> tuple[dict[str, float], list[float]]:
-    specs, slots = m4max_specs(policy, ttl)
+                 log: bool, ttl: bool, pin: bool) -> tuple[dict[str, float], list[float]]:
+    specs, slots = m4max_specs(policy, ttl, pin)
     profile = m4max()  # its min_residency and residency settings, as shipped
     residency = profile.min_residency if min_residency is None else min_residency
     sched = Scheduler(specs, budget=SIM_BUDGET, min_residency=residency,
@@ -266,8 +273,8 @@ def main() -> None:
     for name, ts in traces.items():
         if name != "real day":
             rows += [simulate(p, name, ts, args.min_residency, args.log) for p in POLICIES]
-            rows.append(simulate(Policy.cost, name, ts, args.min_residency, args.log, ttl=False,
-                                 label=NO_TTL))
+            rows += [simulate(Policy.cost, name, ts, args.min_residency, args.log,
+                              label=label, **flags) for label, flags in VARIANTS.items()]
     optimum = {name: sum(belady(t) for t in ts) for name, ts in traces.items()}
     if args.real:
         rows += [asyncio.run(real_run(p, "real day", traces["real day"][0], args.scale))
