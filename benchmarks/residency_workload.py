@@ -116,7 +116,8 @@ class Stats:
     p50_s: float
     p95_s: float
     duplicate_loads: int
-    drained: int  # in flight when their model was chosen as a victim (LRU in llama.cpp: cut)
+    drained: int  # granted (running or at the slots gate) when their model was chosen as a
+    # victim: drained here, cut by llama.cpp's router mode
     cut: int
     failed: int
     substitutions: int
