@@ -57,17 +57,18 @@ def otel_target(settings: StoreSettings, env: Mapping[str, str] | None = None) -
     if env.get(DISABLED_ENV, "").strip().lower() == "true":
         return None
     if env.get(TRACES_ENDPOINT_ENV, "").strip():
-        target = OtelTarget(env[TRACES_ENDPOINT_ENV].strip(), TRACES_ENDPOINT_ENV)
+        source, given, path = TRACES_ENDPOINT_ENV, env[TRACES_ENDPOINT_ENV].strip(), ""
     elif env.get(ENDPOINT_ENV, "").strip():
-        target = OtelTarget(env[ENDPOINT_ENV].strip().rstrip("/") + TRACES_PATH, ENDPOINT_ENV)
+        source, given, path = ENDPOINT_ENV, env[ENDPOINT_ENV].strip(), TRACES_PATH
     elif settings.otel.endpoint:
-        target = OtelTarget(settings.otel.endpoint + TRACES_PATH, CONFIG_KEY)
+        source, given, path = CONFIG_KEY, settings.otel.endpoint, TRACES_PATH
     else:
         return None
-    url = urlsplit(target.url)
+    url = urlsplit(given)
     if url.scheme not in ("http", "https") or not url.hostname:
-        raise OtelUnavailable(f"{target.source}: '{target.url}' is not an http(s) URL; give the "
-                              "OTLP/HTTP receiver's URL, e.g. http://localhost:4318")
+        raise OtelUnavailable(f"{source}: '{given}' is not an http(s) URL; give the OTLP/HTTP "
+                              "receiver's URL, e.g. http://localhost:4318")
+    target = OtelTarget(given.rstrip("/") + path if path else given, source)
     for name in PROTOCOL_ENVS:
         protocol = env.get(name, "").strip()
         if protocol and protocol != "http/protobuf":
