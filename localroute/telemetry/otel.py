@@ -124,8 +124,8 @@ def otel_sink(settings: StoreSettings, env: Mapping[str, str] | None = None) -> 
     if exporter is None:
         return None
     if settings.record_queries:
-        return exporter.export
-    send = exporter.export
+        return exporter.put
+    send = exporter.put
 
     def redacted(row: EventRow) -> None:
         send(redact(row))

@@ -8,14 +8,22 @@ so the trace in an OpenTelemetry backend is the tree `localroute telemetry trace
 the same trace id: the request span at the root, a span per state below it, and the routing
 decision, role selection, model calls, tool calls and validation verdicts below their state.
 Events are made when what they describe has ended (the request's own event last), so each span
-is started and ended at once with the recorded times; the BatchSpanProcessor's thread sends them.
+is started and ended at once with the recorded times.
+
+Off the request path: the recorder only appends the event to a buffer; a thread of this module
+makes the spans every DRAIN_S (the SDK takes tens to hundreds of microseconds per span, 7-20 of
+them per request: benchmarks/otel_overhead.py), and the BatchSpanProcessor's thread sends them.
+The same buffer-and-drain as the event writer's, for the same reason (telemetry/writer.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
+import time
+from collections import deque
 from typing import Any
 
 from opentelemetry.context import Context
@@ -43,6 +51,8 @@ PREFIX = "localroute."
 REQUEST_SPAN = "request"
 SERVICE_NAME_ENV = "OTEL_SERVICE_NAME"
 FAILED = "FAILED"
+DRAIN_S = 0.1
+MAX_PENDING = 100_000  # events held when spans cannot be made fast enough; the oldest go first
 
 
 class _PresetIds(IdGenerator):
@@ -149,6 +159,33 @@ class SpanExporter:
         self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url)))
         self.tracer = self.provider.get_tracer("localroute", __version__)
         self.url = url
+        self.failed = 0
+        self._pending: deque[EventRow] = deque(maxlen=MAX_PENDING)
+        self._thread = threading.Thread(target=self._run, name="localroute-otel", daemon=True)
+        self._thread.start()
+
+    def put(self, row: EventRow) -> None:
+        """The recorder's sink: queue the event; the drain thread makes its span."""
+        self._pending.append(row)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(DRAIN_S)
+            self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                row = self._pending.popleft()
+            except IndexError:
+                return
+            try:
+                self.export(row)
+            except Exception as exc:  # one odd event must not stop the spans of the others
+                self.failed += 1
+                if self.failed == 1:
+                    print(f"localroute: OpenTelemetry span for {row['event']} failed: {exc}",
+                          file=sys.stderr)
 
     def _sampled(self, trace_id: int) -> bool:
         """The sampler's verdict on the trace's root (OTEL_TRACES_SAMPLER; default always):
@@ -157,6 +194,7 @@ class SpanExporter:
         return result.decision is Decision.RECORD_AND_SAMPLE  # is_sampled() is untyped
 
     def export(self, row: EventRow) -> None:
+        """Make the event's span now, on this thread."""
         trace_id, span_id = _parse_id(row["trace_id"]), _parse_id(row["span_id"])
         if not trace_id or not span_id:
             return  # not an id pair OTel can carry (never made by events.py)
@@ -179,7 +217,9 @@ class SpanExporter:
         span.end(end_time=end_ns)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Send every span ended so far (at exit, on SIGTERM, and for tests)."""
+        """Make the spans of every event queued so far and send them (at exit, on SIGTERM, and
+        for tests)."""
+        self._drain()
         return self.provider.force_flush(int(timeout_s * 1000))
 
     def shutdown(self) -> None:
