@@ -224,6 +224,15 @@ def test_an_unsupported_protocol_is_refused_by_name(
     assert receiver.requests == 0
 
 
+def test_a_receiver_that_is_down_is_given_up_on_at_exit(tmp_path: Path) -> None:
+    dead = OtlpReceiver()
+    dead.stop()  # its port now refuses connections
+    done = _ask("what time is it", receiver=dead, tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "COMPLETED"
+    assert f"OpenTelemetry spans not sent to {dead.endpoint}/v1/traces" in done.stderr
+
+
 def test_endpoint_precedence() -> None:
     settings = StoreSettings(otel=OtelSettings(endpoint="http://file:4318/"))
 

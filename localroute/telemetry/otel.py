@@ -8,7 +8,7 @@ endpoint without the extra is said once on stderr while requests run on without 
 
 The exporter receives the events the recorder makes (a sink of `Recorder`), redacted by the same
 rule as the store (`telemetry.record_queries`), and is flushed with the event writer at exit and
-on SIGTERM.
+on SIGTERM (for at most a few seconds: a receiver that is down does not hold the exit).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def shared_exporter(settings: StoreSettings,
                       f"OpenTelemetry SDK is not installed; run {INSTALL_HINT}")
             return None
         exporter = _exporters[target.url] = SpanExporter(target.url)
-        flush_at_exit(exporter.flush)
+        flush_at_exit(exporter.close)
         return exporter
 
 

@@ -52,6 +52,9 @@ REQUEST_SPAN = "request"
 SERVICE_NAME_ENV = "OTEL_SERVICE_NAME"
 FAILED = "FAILED"
 DRAIN_S = 0.1
+# At exit a receiver that is down would hold the process for the exporter's retries (10 s by
+# default): what is pending gets this long, then the exporter is shut down.
+EXIT_FLUSH_S = 3.0
 MAX_PENDING = 100_000  # events held when spans cannot be made fast enough; the oldest go first
 
 
@@ -156,7 +159,8 @@ class SpanExporter:
         # also run when SIGTERM kills the process, where atexit does not.
         self.provider = TracerProvider(resource=Resource.create(base), id_generator=self._ids,
                                        shutdown_on_exit=False)
-        self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url)))
+        self._otlp = OTLPSpanExporter(endpoint=url)
+        self.provider.add_span_processor(BatchSpanProcessor(self._otlp))
         self.tracer = self.provider.get_tracer("localroute", __version__)
         self.url = url
         self.failed = 0
@@ -222,6 +226,16 @@ class SpanExporter:
         self._drain()
         return self.provider.force_flush(int(timeout_s * 1000))
 
-    def shutdown(self) -> None:
-        self.provider.shutdown()
+    def close(self, timeout_s: float = EXIT_FLUSH_S) -> None:
+        """At exit and on SIGTERM: send what is pending, waiting at most `timeout_s`, then stop
+        the exporter (which ends the retries of a send still waiting on the receiver)."""
+        self._drain()
+        sending = threading.Thread(target=self.provider.force_flush, name="localroute-otel-exit",
+                                   daemon=True)
+        sending.start()
+        sending.join(timeout_s)
+        self._otlp.shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
+        if sending.is_alive():
+            print(f"localroute: OpenTelemetry spans not sent to {self.url} within {timeout_s:g} s "
+                  "of exit; dropped", file=sys.stderr)
 
