@@ -19,7 +19,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from localroute.config.loader import ConfigError
 from localroute.config.telemetry import OtelSettings, StoreSettings, load_telemetry_config
+from localroute.telemetry import events as ev
 from localroute.telemetry.otel import OtelUnavailable, otel_target
+from localroute.telemetry.otel_spans import SpanExporter
 from localroute.telemetry.store import EventStore
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.servers import MODEL_ALIAS, LlamaServer, free_port
@@ -231,6 +233,40 @@ def test_a_receiver_that_is_down_is_given_up_on_at_exit(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["state"] == "COMPLETED"
     assert f"OpenTelemetry spans not sent to {dead.endpoint}/v1/traces" in done.stderr
+
+
+def test_a_sampled_trace_is_sent_whole_or_not_at_all(
+        receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The SDK's own sampler by its standard variables: half the traces, chosen by trace id at
+    # the root; below it each span follows its parent's flag, which localroute sets.
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.5")
+    exporter = SpanExporter(receiver.endpoint + "/v1/traces")
+    traces = []
+    for _ in range(40):  # children first, the request last: the order the recorder emits in
+        trace, root, step = ev.new_trace_id(), ev.new_span_id(), ev.new_span_id()
+        traces.append(trace)
+        exporter.put(ev.tool_call(trace, step, tool="time", ok=True, elapsed_ms=0.2, error=None,
+                                  direct=True))
+        exporter.put(ev.state_transition(
+            trace, step, root, state="TOOL_ONLY_EXECUTION", next_state="SYNTHESIS",
+            started_ms=1.0, elapsed_ms=0.5, detail="tool time({}) ok", role=None, route="tool"))
+        exporter.put(ev.request_outcome(
+            trace, root, state="COMPLETED", success=True, mode="NORMAL", route="tool", role=None,
+            selected_role=None, static_role=None, task_type=None, decided_by="classifier",
+            validation="skipped", llm_calls=0, tools_used=["time"], fallbacks=0, error=None,
+            total_ms=1.0, timings_ms={}, query=None, channel=None))
+    try:
+        assert exporter.flush()
+    finally:
+        exporter.close()
+    sent: dict[str, set[str]] = {}
+    for s in receiver.spans:
+        sent.setdefault(s.trace_id, set()).add(s.name)
+    assert 0 < len(sent) < len(traces)  # some sampled out (2 x 0.5^40 that all or none are)
+    assert set(sent) <= set(traces)
+    assert all(names == {"request", "TOOL_ONLY_EXECUTION", "tool.call"}
+               for names in sent.values())
 
 
 def test_endpoint_precedence() -> None:

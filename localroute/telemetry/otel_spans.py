@@ -220,11 +220,12 @@ class SpanExporter:
             span.set_status(Status(StatusCode.ERROR, reason))
         span.end(end_time=end_ns)
 
-    def flush(self, timeout_s: float = 10.0) -> bool:
-        """Make the spans of every event queued so far and send them (at exit, on SIGTERM, and
-        for tests)."""
+    def flush(self) -> bool:
+        """Make the spans of every event queued so far and send them, for a caller that goes on
+        (benchmarks, tests; the exit uses `close`). Blocks for as long as the exporter retries:
+        the SDK's force_flush does not honour a timeout."""
         self._drain()
-        return self.provider.force_flush(int(timeout_s * 1000))
+        return self.provider.force_flush()
 
     def close(self, timeout_s: float = EXIT_FLUSH_S) -> None:
         """At exit and on SIGTERM: send what is pending, waiting at most `timeout_s`, then stop
