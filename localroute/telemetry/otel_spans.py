@@ -11,8 +11,9 @@ Events are made when what they describe has ended (the request's own event last)
 is started and ended at once with the recorded times.
 
 Off the request path: the recorder only appends the event to a buffer; a thread of this module
-makes the spans every DRAIN_S (the SDK takes tens to hundreds of microseconds per span, 7-20 of
-them per request: benchmarks/otel_overhead.py), and the BatchSpanProcessor's thread sends them.
+makes the spans every DRAIN_S (the SDK takes 0.1-0.4 ms per span on the 2-core machine, 7-20
+of them per request: benchmarks/otel_overhead.py), and the BatchSpanProcessor's thread sends
+them.
 The same buffer-and-drain as the event writer's, for the same reason (telemetry/writer.py).
 """
 
