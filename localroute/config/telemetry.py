@@ -1,14 +1,23 @@
-"""The schema and loading of `telemetry.yaml`: the event store, the routing cache and the
-learned routing policy."""
+"""The schema and loading of `telemetry.yaml`: the event store, OpenTelemetry export, the routing
+cache and the learned routing policy."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
 from localroute.config.loader import ConfigError, format_validation_error
 
@@ -24,6 +33,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class OtelSettings(_Strict):
+    """OpenTelemetry export (telemetry/otel.py): each request one trace, sent over OTLP/HTTP."""
+
+    # The OTLP/HTTP base URL, as OTEL_EXPORTER_OTLP_ENDPOINT: spans go to <endpoint>/v1/traces.
+    # The standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables win over it.
+    endpoint: str | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = urlsplit(value.strip())
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"'{value}' is not an http(s) URL; give the OTLP/HTTP receiver's "
+                             "base URL, e.g. http://localhost:4318")
+        return value.strip().rstrip("/")
+
+
 class StoreSettings(_Strict):
     enabled: bool = True
     url: str | None = None  # None: the SQLite file under the user's state directory
@@ -34,6 +62,7 @@ class StoreSettings(_Strict):
     prune_interval_s: PositiveFloat = 600.0
     record_queries: bool = True
     json_log: str | None = None
+    otel: OtelSettings = OtelSettings()
 
     def resolved_url(self) -> str:
         return self.url or f"sqlite:///{state_dir() / 'telemetry.db'}"

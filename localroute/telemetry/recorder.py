@@ -29,6 +29,8 @@ QUERY_CHARS = 2000
 
 # Told of each finished request: task type, the selected role, success, seconds.
 Learner = Callable[[str, str, bool, float], None]
+# Told of each event besides the store (the OpenTelemetry exporter, telemetry/otel.py).
+Sink = Callable[[ev.EventRow], None]
 
 
 @dataclass
@@ -56,14 +58,18 @@ def request_success(ctx: ExecutionContext, next_state: str) -> bool:
 
 class Recorder:
     def __init__(self, telemetry: Telemetry | None, *,
-                 learners: list[Learner] | None = None) -> None:
+                 learners: list[Learner] | None = None,
+                 sinks: list[Sink] | None = None) -> None:
         self.telemetry = telemetry
         self.learners = learners or []
+        self.sinks = sinks or []
         self._open: dict[str, _Trace] = {}
 
     def _emit(self, row: ev.EventRow) -> None:
         if self.telemetry is not None:
             self.telemetry.emit(row)
+        for sink in self.sinks:
+            sink(row)
 
     def on_step(self, ctx: ExecutionContext, record: StepRecord) -> None:
         trace = self._open.get(ctx.trace_id)

@@ -1,5 +1,6 @@
-"""What `build_orchestrator` attaches from telemetry.yaml: the recorder, the client's call hook,
-the `telemetry` tool's summary, the routing cache and the learned policy."""
+"""What `build_orchestrator` attaches from telemetry.yaml: the recorder (with the OpenTelemetry
+exporter as its sink when an OTLP endpoint is configured), the client's call hook, the
+`telemetry` tool's summary, the routing cache and the learned policy."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from localroute.routing.policy import RolePolicy
 from localroute.telemetry import events as ev
 from localroute.telemetry.emitter import Telemetry
 from localroute.telemetry.learning import load_policy
+from localroute.telemetry.otel import otel_sink
 from localroute.telemetry.recorder import Recorder
 from localroute.telemetry.stats import summary
 from localroute.tools.base import ToolContext
@@ -108,13 +110,16 @@ def instrument(
     if config.routing_policy.enabled:
         policy = (load_policy(telemetry.store, config.routing_policy) if telemetry
                   else RolePolicy(config.routing_policy))
+    # OpenTelemetry export follows its own endpoint setting, with or without the store.
+    sink = otel_sink(config.telemetry)
     recorder = None
-    if telemetry is not None or policy is not None:
-        recorder = Recorder(telemetry, learners=[policy.observe] if policy else [])
+    if telemetry is not None or policy is not None or sink is not None:
+        recorder = Recorder(telemetry, learners=[policy.observe] if policy else [],
+                            sinks=[sink] if sink else [])
+    if recorder is not None and (telemetry is not None or sink is not None):
+        client.on_call = recorder.on_model_call
     if telemetry is not None:
         client.residency.on_event = residency_hook(telemetry)
-    if telemetry is not None and recorder is not None:
-        client.on_call = recorder.on_model_call
         store = telemetry.store
 
         async def telemetry_summary() -> dict[str, Any]:

@@ -29,6 +29,7 @@ _live: weakref.WeakSet[EventWriter] = weakref.WeakSet()
 _hooks_lock = threading.Lock()
 _hooks_installed = False
 _previous_sigterm: Any = None
+_flushers: list[Callable[[], object]] = []  # other exporters flushed with the writers
 
 
 class EventWriter:
@@ -156,14 +157,31 @@ class EventWriter:
             self.last_error = f"maintenance: {type(exc).__name__}: {exc}"
 
 
+def flush_at_exit(flush: Callable[[], object]) -> None:
+    """Also call `flush` (another exporter's, e.g. OpenTelemetry's) at exit and on SIGTERM,
+    after the writers have flushed."""
+    _flushers.append(flush)
+    install_shutdown_hooks()
+
+
+def _flush_others() -> None:
+    for flush in list(_flushers):
+        try:
+            flush()
+        except Exception as exc:  # one exporter failing must not keep the others from flushing
+            print(f"localroute telemetry: flushing at exit failed: {exc}", file=sys.stderr)
+
+
 def flush_all(timeout: float = 30.0) -> None:
     for writer in list(_live):
         writer.flush(timeout)
+    _flush_others()
 
 
 def _close_all() -> None:
     for writer in list(_live):
         writer.close()
+    _flush_others()
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
