@@ -38,6 +38,38 @@ def tool_note(names: list[str]) -> str:
     return f"reading {listed}…\n"
 
 
+# How a model that writes its tool calls as text starts them (client/parsing.py parses them).
+_TOOL_CALL_STARTS = ("<tool_call", "[TOOL_", "<function", "{", "```")
+_DECIDE_AFTER = 24  # characters: enough to tell a tool call from the start of an answer
+
+
+class _ToolCallHold:
+    """With tools offered, the text that opens a model's answer may be a tool call written as
+    text: held until it plainly is not (then streamed), or to the end (then sent only if the
+    answer holds no tool call). A held answer reaches the client whole, at the end."""
+
+    def __init__(self, active: bool) -> None:
+        self.holding = active
+        self.decided = not active
+        self.text = ""
+
+    def feed(self, text: str) -> str:
+        if self.decided and not self.holding:
+            return text
+        self.text += text
+        start = self.text.lstrip()
+        if not self.decided and len(start) >= _DECIDE_AFTER:
+            self.decided = True
+            self.holding = start.startswith(_TOOL_CALL_STARTS)
+            if not self.holding:
+                return self.release()
+        return ""
+
+    def release(self) -> str:
+        text, self.text = self.text, ""
+        return text
+
+
 @dataclass
 class Piece:
     kind: PieceKind
@@ -107,15 +139,21 @@ class StreamingSteps(ServerSteps):
             gate = WindowGate(ctx.query, self.settings.window_chars,
                               self.settings.window_overlap_chars)
         final: LLMResponse | None = None
+        held = _ToolCallHold(active=bool(tools))
+
+        def send(text: str) -> None:
+            text = gate.feed(text) if gate is not None else text
+            if text:
+                self.channel.put("content", text)
+
         # aclosing: a failed window or a cancelled request closes the backend's stream too.
         async with aclosing(self.d.client.stream(
                 role, ctx.conversation, tools=tools, max_tokens=max_tokens,
                 temperature=o.temperature, extra_body=o.extra_body)) as events:
             async for event in events:
                 if event.type == "content":
-                    text = gate.feed(event.text) if gate is not None else event.text
-                    if text:
-                        self.channel.put("content", text)
+                    if text := held.feed(event.text):
+                        send(text)
                 elif event.type in ("reasoning", "note"):
                     # A note ("loading X, ~9 s") travels as reasoning, never as the answer.
                     self.channel.put("reasoning", event.text)
@@ -123,10 +161,12 @@ class StreamingSteps(ServerSteps):
                     final = event.response
                 elif event.type == "error":
                     raise LLMError(event.error)
-        if gate is not None and (rest := gate.flush()):
-            self.channel.put("content", rest)
         if final is None:
             raise LLMError(f"the stream of role {role} ended without an answer")
+        if not final.tool_calls and (text := held.release()):
+            send(text)  # it was an answer after all
+        if gate is not None and (rest := gate.flush()):
+            self.channel.put("content", rest)
         return final
 
     async def llm_call(self, ctx: ExecutionContext) -> Outcome:

@@ -54,7 +54,9 @@ class Fault(BaseModel):
                 "Fault(kind='delay') needs seconds > 0, e.g. Fault(kind='delay', seconds=0.5)"
             )
         if self.kind == "inject" and not self.inject:
-            raise ValueError("Fault(kind='inject') needs the text to inject, e.g. inject='<|im_end|>'")
+            raise ValueError(
+                "Fault(kind='inject') needs the text to inject, e.g. inject='<|im_end|>'"
+            )
         return self
 
     def error_body(self) -> bytes:
