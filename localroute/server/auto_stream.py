@@ -32,10 +32,10 @@ from localroute.server.direct import SSE_HEADERS, Outcome
 from localroute.server.disconnect import unless_disconnected
 from localroute.server.errors import APIError
 from localroute.server.openai_format import DONE, ChunkWriter, Routing
-from localroute.server.pipeline import AutoRun, RequestOptions, auto_run
+from localroute.server.pipeline import AutoRun, RequestOptions
 from localroute.server.schemas import ChatCompletionRequest
 from localroute.server.state import ServerState
-from localroute.server.stream_steps import Channel, Piece, StreamingSteps
+from localroute.server.stream_steps import Channel, Piece, StreamingSteps, streaming_run
 
 VALIDATION_FAILED = "validation_failed"
 
@@ -89,15 +89,10 @@ async def start_run(state: ServerState, request: Request, options: RequestOption
     channel = Channel()
     mode = state.mode  # one mode for the whole request, even if the governor moves on
     admitter = Admitter(state, options.tools)
-    holder: list[StreamingSteps] = []
-
-    def make(*args: Any) -> StreamingSteps:
-        holder.append(StreamingSteps(*args, channel=channel,
-                                     settings=state.modes.validation.streaming,
-                                     requested=requested))
-        return holder[0]
-
-    run = auto_run(state.orchestrator, options, mode, admitter, make)
+    run = streaming_run(state.orchestrator, mode, channel, requested=requested,
+                        options=options, admit=admitter)
+    steps = run.steps
+    assert isinstance(steps, StreamingSteps)
     ctx = ExecutionContext(messages=messages, mode=mode)
     outcome.trace_id = ctx.trace_id
     task = asyncio.ensure_future(run.orchestrator.run(ctx))
@@ -107,7 +102,7 @@ async def start_run(state: ServerState, request: Request, options: RequestOption
         channel.close()
 
     task.add_done_callback(ended)
-    live = LiveRun(state, ctx, run, holder[0], task, channel)
+    live = LiveRun(state, ctx, run, steps, task, channel)
 
     async def _finished() -> ExecutionContext:
         return await task

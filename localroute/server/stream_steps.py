@@ -18,10 +18,11 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from localroute.config.modes import StreamPolicy, StreamValidationSettings
+from localroute.config.modes import Mode, StreamPolicy, StreamValidationSettings
+from localroute.orchestrator.machine import Orchestrator
 from localroute.orchestrator.state import ExecutionContext, TaskState
 from localroute.orchestrator.steps import Deps, Outcome
-from localroute.server.pipeline import Admit, RequestOptions, ServerSteps
+from localroute.server.pipeline import Admit, AutoRun, RequestOptions, ServerSteps, auto_run
 from localroute.types import LLMError, LLMResponse
 from localroute.validation.window import WindowFailed, WindowGate
 
@@ -196,3 +197,18 @@ class StreamingSteps(ServerSteps):
     async def validation(self, ctx: ExecutionContext) -> Outcome:
         self.validation_retries = 0 if self.channel.content_sent else 1
         return await super().validation(ctx)
+
+
+def streaming_run(base: Orchestrator, mode: Mode, channel: Channel, *,
+                  requested: StreamPolicy | None = None,
+                  options: RequestOptions | None = None,
+                  admit: Admit | None = None) -> AutoRun:
+    """A run of `base` whose answer streams into `channel`; `admit` defaults to admitting
+    everything (the terminal: `localroute ask --stream`, one request, no gates to share)."""
+    settings = base.deps.modes.validation.streaming
+
+    def make(deps: Deps, opts: RequestOptions, adm: Admit) -> StreamingSteps:
+        return StreamingSteps(deps, opts, adm, channel=channel, settings=settings,
+                              requested=requested)
+
+    return auto_run(base, options or RequestOptions(), mode, admit or (lambda _: None), make)
