@@ -5,6 +5,9 @@ and validation")."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,9 +39,12 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(proxy: FaultProxy, state_dir: Path,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    config = write_config(tmp_path_factory.mktemp("stream") / "models.yaml", proxy.base_url)
+def config(proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_config(tmp_path_factory.mktemp("stream") / "models.yaml", proxy.base_url)
+
+
+@pytest.fixture(scope="module")
+def served(config: Path, state_dir: Path) -> Iterator[Serve]:
     server = Serve(config, env={"LOCALROUTE_STATE_DIR": str(state_dir)})
     yield server
     server.stop()
@@ -214,3 +220,29 @@ def test_a_client_leaving_an_auto_stream_frees_its_slot(
         time.sleep(0.05)
     row = outcome(state_dir, trace_id)
     assert row["data"]["state"] == "FAILED" and "cancelled" in row["data"]["error"]
+
+
+def test_ask_streams_in_the_terminal_with_the_verdict_last(
+        config: Path, proxy: FaultProxy) -> None:
+    proxy.set_fault(Fault(kind="trickle", event_delay=PACED))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localroute", "--config", str(config), "ask", "--stream",
+         "--profile", "test", "--mode", "NORMAL", STORY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    arrivals: list[tuple[float, bytes]] = []
+    try:
+        while piece := os.read(proc.stdout.fileno(), 4096):
+            arrivals.append((time.monotonic(), piece))
+        assert proc.wait(60) == 0, proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = b"".join(p for _, p in arrivals).decode()
+    assert text.strip()
+    assert len(arrivals) >= 3  # printed as written, not at once
+    assert arrivals[-1][0] - arrivals[0][0] > 5 * PACED
+    errors = proc.stderr.read().decode().strip().splitlines()
+    # The verdict follows the answer (the route skips validation); notes may follow it.
+    assert "validation: skipped" in errors
