@@ -72,6 +72,8 @@ class Upstream:
                     self._reply(200, b"x" * 10_000, "application/octet-stream")
                 elif split.path.endswith("/sse"):
                     self._sse(handshake=query.get("handshake") == "1")
+                elif split.path.endswith("/chat-sse"):
+                    self._chat_sse()
                 else:
                     echo = {
                         "method": self.command,
@@ -110,6 +112,18 @@ class Upstream:
                 for n in (2, 3):
                     self._chunk(b'data: {"n": %d}\n\n' % n)
                 self._chunk(b"data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+
+            def _chat_sse(self) -> None:
+                # Chat-completion chunks framed as sse-starlette frames them (CRLF CRLF).
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for word in ("one ", "two ", "three"):
+                    chunk = {"choices": [{"index": 0, "delta": {"content": word}}]}
+                    self._chunk(b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n")
+                self._chunk(b"data: [DONE]\r\n\r\n")
                 self.wfile.write(b"0\r\n\r\n")
 
         self.server = _Server(("127.0.0.1", 0), Handler)
@@ -338,6 +352,29 @@ def test_sse_is_forwarded_event_by_event(
                 upstream.client_saw_first_event.set()
     assert upstream.released_by_client is True, "first event arrived only after the last"
     assert [x for x in lines if x] == [f'data: {{"n": {n}}}' for n in (1, 2, 3)] + ["data: [DONE]"]
+
+
+def _chat_words(client: httpx.Client, url: str) -> tuple[list[str], list[float]]:
+    words, times = [], []
+    with client.stream("GET", url) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                words.append(json.loads(line[6:])["choices"][0]["delta"]["content"])
+                times.append(time.monotonic())
+    return words, times
+
+
+def test_trickle_paces_the_events(proxy: FaultProxy, client: httpx.Client) -> None:
+    proxy.set_fault(Fault(kind="trickle", event_delay=0.2))
+    words, times = _chat_words(client, f"{proxy.url}/chat-sse")
+    assert words == ["one ", "two ", "three"]
+    assert times[-1] - times[0] >= 0.35  # two pauses of 0.2 s between the three events
+
+
+def test_inject_puts_text_into_one_content_chunk(proxy: FaultProxy, client: httpx.Client) -> None:
+    proxy.set_fault(Fault(kind="inject", inject="<|im_end|>", after_events=1))
+    words, _ = _chat_words(client, f"{proxy.url}/chat-sse")
+    assert words == ["one ", "<|im_end|>two ", "three"]
 
 
 def test_unreachable_upstream_answers_502(client: httpx.Client) -> None:

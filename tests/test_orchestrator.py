@@ -290,3 +290,26 @@ async def test_large_tool_output_is_condensed_by_the_summarization_role(
     assert tool_message["content"] != raw and len(tool_message["content"]) < len(raw)
     assert not tool_message["content"].endswith("[truncated]")
     assert ctx.llm_calls == 3  # the tool call, the condensing call, the final answer
+
+
+async def test_a_cancelled_run_still_ends_failed_with_its_reason(
+        llama_server: LlamaServer, classifier: RouteClassifier) -> None:
+    import asyncio
+
+    seen: list[tuple[str, str]] = []
+    with FaultProxy(llama_server.url) as proxy:
+        proxy.set_fault(Fault(kind="delay", seconds=30))  # the model call hangs
+        orch = build_orchestrator(make_profile(stack(proxy.base_url)), classifier=classifier,
+                                  on_step=lambda _, r: seen.append((r.state.value,
+                                                                    r.next_state.value)))
+        ctx = ExecutionContext(messages=[{"role": "user", "content": "what is 2+2"}],
+                               allow_router_model=False)
+        task = asyncio.ensure_future(orch.run(ctx))
+        while proxy.in_flight == 0:  # the model call has reached the backend
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await orch.deps.client.aclose()
+    assert ctx.state == S.FAILED and seen[-1] == ("LLM_CALL", "FAILED")
+    assert ctx.error and "cancelled in LLM_CALL" in ctx.error

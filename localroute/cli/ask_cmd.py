@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import cast
 
 import typer
 from rich.table import Table
 
+from localroute.cli.ask_stream import stream_ask
 from localroute.cli.common import (
     JsonOpt,
     ProfileOpt,
@@ -19,7 +21,7 @@ from localroute.cli.common import (
     run_async,
 )
 from localroute.client.llm_client import LLMClient
-from localroute.config.modes import Mode, ModesConfig, load_modes
+from localroute.config.modes import STREAM_POLICIES, Mode, ModesConfig, StreamPolicy, load_modes
 from localroute.governance.state_files import manual_mode, once_per_machine
 from localroute.orchestrator.build import build_orchestrator
 from localroute.orchestrator.state import ExecutionContext, TaskState
@@ -62,6 +64,15 @@ def note_embedded_answer(backend: str | None) -> None:
         err.print(f"[yellow]{EMBEDDED_NOTE}[/yellow]", highlight=False)
 
 
+def parse_policy(value: str | None) -> StreamPolicy | None:
+    if value is None:
+        return None
+    if value not in STREAM_POLICIES:
+        raise UsageError(f"--validation: unknown policy '{value}'; use one of "
+                         + ", ".join(STREAM_POLICIES))
+    return cast(StreamPolicy, value)
+
+
 def parse_mode(value: str | None) -> Mode | None:
     if value is None:
         return None
@@ -82,7 +93,11 @@ def ask(
                                  "and timing."),
     no_model_routing: bool = typer.Option(False, "--no-model-routing",
                                           help="Never ask the router model to route."),
-    stream: bool = typer.Option(False, "--stream", help="With --role: print as generated."),
+    stream: bool = typer.Option(False, "--stream", help="Print the answer as it is written "
+                                "(reasoning dimmed on stderr, the verdict at the end)."),
+    validation: str | None = typer.Option(
+        None, "--validation", help="With --stream: after (default), window or buffer; "
+        "docs/server.md, \"Streaming and validation\"."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="With --role: cap."),
     root: list[str] | None = RootOpt,
     as_json: bool = JsonOpt,
@@ -92,6 +107,7 @@ def ask(
         run_async(_ask_role(question, role, profile, stream, max_tokens, as_json))
         return
     chosen = parse_mode(mode)
+    policy = parse_policy(validation)
     modes = load_modes()
     roots = tool_roots(root, modes, default_to_cwd=True)
 
@@ -103,12 +119,18 @@ def ask(
                                mode=chosen or _persisted_mode(modes), channel=channel,
                                allow_router_model=not no_model_routing)
         try:
+            if stream and not as_json:
+                return await stream_ask(orchestrator, ctx, policy)
             return await orchestrator.run(ctx)
         finally:
             await orchestrator.deps.client.aclose()
 
     ctx = run_async(go())
-    if as_json:
+    if stream and not as_json:  # printed as it came, verdict included
+        if explain:
+            print_trace(ctx)
+        _print_flags(ctx, verdict_shown=True)
+    elif as_json:
         print_json({"reply": ctx.reply, **ctx.summary(), "tool_roots": roots.as_json(),
                     "steps": [{"state": s.state.value, "next": s.next_state.value,
                                "ms": round(s.elapsed_ms, 3), "detail": s.detail}
@@ -144,8 +166,8 @@ def print_trace(ctx: ExecutionContext) -> None:
     err.print(table)
 
 
-def _print_flags(ctx: ExecutionContext) -> None:
-    if ctx.validation == "unvalidated":
+def _print_flags(ctx: ExecutionContext, verdict_shown: bool = False) -> None:
+    if ctx.validation == "unvalidated" and not verdict_shown:
         err.print("[yellow]warning: this answer failed validation twice and is unvalidated: "
                   + "; ".join(ctx.validation_failures) + "[/yellow]", highlight=False)
     if ctx.response is not None and ctx.response.finish_reason == "length":

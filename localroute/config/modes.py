@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self, get_args
 
 import yaml
 from pydantic import (
@@ -55,9 +55,38 @@ class RoutingSettings(_Strict):
     reasoning_depth_threshold: int = Field(default=7, ge=0, le=10)
 
 
+StreamPolicy = Literal["after", "window", "buffer"]
+# routing/types.py's routes, spelled out: config sits below routing and imports nothing of it.
+StreamRoute = Literal["tool", "router", "reasoning", "coding", "summarization"]
+STREAM_POLICIES: tuple[str, ...] = get_args(StreamPolicy)
+
+
+class StreamValidationSettings(_Strict):
+    """How a streamed `auto` answer is validated (docs/server.md, "Streaming and validation")."""
+
+    default: StreamPolicy = "after"
+    routes: dict[StreamRoute, StreamPolicy] = Field(default_factory=dict)  # over `default`
+    window_chars: PositiveInt = 200
+    # Held back from each window and checked again with the next one, so markup cut by a window
+    # boundary is still seen whole; at least as long as the longest markup checked for.
+    window_overlap_chars: int = Field(default=40, ge=16)
+
+    @model_validator(mode="after")
+    def _overlap_inside_window(self) -> Self:
+        if self.window_overlap_chars >= self.window_chars:
+            raise ValueError(f"window_overlap_chars ({self.window_overlap_chars}) must be smaller "
+                             f"than window_chars ({self.window_chars})")
+        return self
+
+    def policy(self, route: str | None) -> StreamPolicy:
+        """The policy of `route`'s streams: its own entry, else the default."""
+        return next((p for name, p in self.routes.items() if name == route), self.default)
+
+
 class ValidationSettings(_Strict):
     skip_routes: tuple[str, ...] = ("tool", "router")
     use_model: bool = True
+    streaming: StreamValidationSettings = StreamValidationSettings()
 
 
 class ToolLoopSettings(_Strict):

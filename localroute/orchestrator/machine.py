@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -75,17 +76,28 @@ class Orchestrator:
             else:
                 try:
                     nxt, detail = await self.table[ctx.state](ctx)
+                except asyncio.CancelledError:
+                    # The client left (or the server is stopping): the request still ends,
+                    # FAILED with the reason, before the cancellation goes on.
+                    ctx.error = ctx.error or f"cancelled in {ctx.state.value} (client gone)"
+                    self._record(ctx, begun, started, S.FAILED, ctx.error)
+                    ctx.state = S.FAILED
+                    raise
                 except Exception as exc:  # a crashing step ends the request, with its reason
                     nxt, detail = S.FAILED, f"{ctx.state.value} raised {type(exc).__name__}: {exc}"
                     ctx.error = ctx.error or detail
                 if nxt not in EDGES[ctx.state]:
                     detail = f"illegal transition {ctx.state.value} -> {nxt.value} ({detail})"
                     nxt, ctx.error = S.FAILED, detail
-            now = time.perf_counter()
-            record = StepRecord(ctx.state, nxt, (started - begun) * 1000, (now - started) * 1000,
-                                detail)
-            ctx.steps.append(record)
-            if self.on_step is not None:
-                self.on_step(ctx, record)
+            self._record(ctx, begun, started, nxt, detail)
             ctx.state = nxt
         return ctx
+
+    def _record(self, ctx: ExecutionContext, begun: float, started: float, nxt: TaskState,
+                detail: str) -> None:
+        now = time.perf_counter()
+        record = StepRecord(ctx.state, nxt, (started - begun) * 1000, (now - started) * 1000,
+                            detail)
+        ctx.steps.append(record)
+        if self.on_step is not None:
+            self.on_step(ctx, record)

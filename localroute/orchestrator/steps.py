@@ -54,6 +54,10 @@ class Deps:
 
 
 class Steps:
+    # Answers that fail validation are asked for again this many times, then flagged. A
+    # streamed answer has already been read, so the server's streaming steps set 0.
+    validation_retries = 1
+
     def __init__(self, deps: Deps) -> None:
         self.d = deps
 
@@ -288,7 +292,7 @@ class Steps:
             ctx.validation = "passed" if ctx.validation_attempts == 1 else "passed_after_retry"
             return TaskState.SYNTHESIS, f"passed ({judged})"
         ctx.validation_failures = failures
-        if ctx.validation_attempts == 1:
+        if ctx.validation_attempts <= self.validation_retries:
             ctx.conversation += [
                 {"role": "assistant", "content": answer},
                 {"role": "user", "content": "Your answer had these problems: "
@@ -296,7 +300,8 @@ class Steps:
             ]
             return TaskState.LLM_CALL, "failed: " + "; ".join(failures) + " -> one retry"
         ctx.validation = "unvalidated"
-        return TaskState.SYNTHESIS, "failed again: " + "; ".join(failures) + " -> flagged"
+        again = " again" if ctx.validation_attempts > 1 else ""
+        return TaskState.SYNTHESIS, f"failed{again}: " + "; ".join(failures) + " -> flagged"
 
     async def synthesis(self, ctx: ExecutionContext) -> Outcome:
         if ctx.reply is None:

@@ -15,7 +15,7 @@ from localroute.server.disconnect import unless_disconnected
 from localroute.server.errors import APIError, from_llm_error
 from localroute.server.openai_format import Routing, completion, replay
 from localroute.server.overload import Ticket
-from localroute.server.pipeline import RequestOptions, auto_run
+from localroute.server.pipeline import AutoRun, RequestOptions, auto_run
 from localroute.server.schemas import ChatCompletionRequest
 from localroute.server.state import AUTO, ServerState
 from localroute.types import LLMError
@@ -23,7 +23,7 @@ from localroute.types import LLMError
 S = TaskState
 
 
-class _Admitter:
+class Admitter:
     """Admits the request once the pipeline has chosen its role (a tool-only answer needs no
     model and no admission): the governor's mode first (503), then gate room (429)."""
 
@@ -62,7 +62,7 @@ def _failure(ctx: ExecutionContext, llm_error: LLMError | None) -> APIError:
     return APIError(500, reason, code="pipeline_failed")
 
 
-def _routing(ctx: ExecutionContext) -> Routing:
+def routing_of(ctx: ExecutionContext) -> Routing:
     summary = ctx.summary()
     details = {k: summary[k] for k in ("confidence", "tool", "mode", "downgraded_from",
                                        "substituted_for",
@@ -73,13 +73,33 @@ def _routing(ctx: ExecutionContext) -> Routing:
                    validation=ctx.validation, details=details)
 
 
+def request_options(req: ChatCompletionRequest) -> RequestOptions:
+    return RequestOptions(tools=req.tools, response_format=req.response_format,
+                          temperature=req.temperature, max_tokens=req.token_limit,
+                          passthrough=req.passthrough())
+
+
+def record(state: ServerState, ctx: ExecutionContext) -> None:
+    """The pipeline counters of the metrics, once a run has ended."""
+    routing_decision = ctx.routing
+    failed_rounds = ctx.validation_attempts - (ctx.validation in ("passed", "passed_after_retry"))
+    state.metrics.record_pipeline(
+        bypass=bool(routing_decision and routing_decision.tool_call and ctx.llm_calls == 0
+                    and ctx.role is None),
+        escalated=bool(routing_decision and routing_decision.escalated),
+        failed_rounds=max(0, failed_rounds))
+
+
+def failure(run: AutoRun, ctx: ExecutionContext) -> APIError:
+    """What a FAILED run answers: a refusal of admission as it was, else by its state."""
+    return run.steps.refusal or _failure(ctx, run.steps.failure)
+
+
 async def answer_auto(state: ServerState, request: Request, req: ChatCompletionRequest,
                       messages: list[dict[str, Any]], outcome: Outcome) -> Response:
-    options = RequestOptions(tools=req.tools, response_format=req.response_format,
-                             temperature=req.temperature, max_tokens=req.token_limit,
-                             passthrough=req.passthrough())
+    options = request_options(req)
     mode = state.mode  # one mode for the whole request, even if the governor moves on
-    admitter = _Admitter(state, req.tools)
+    admitter = Admitter(state, req.tools)
     run = auto_run(state.orchestrator, options, mode, admitter)
     ctx = ExecutionContext(messages=messages, mode=mode)
     outcome.trace_id = ctx.trace_id
@@ -89,17 +109,17 @@ async def answer_auto(state: ServerState, request: Request, req: ChatCompletionR
         admitter.release()
         outcome.route = ctx.routing.route if ctx.routing else "none"
         outcome.role = ctx.role or "none"
-    routing_decision = ctx.routing
-    failed_rounds = ctx.validation_attempts - (ctx.validation in ("passed", "passed_after_retry"))
-    state.metrics.record_pipeline(
-        bypass=bool(routing_decision and routing_decision.tool_call and ctx.llm_calls == 0
-                    and ctx.role is None),
-        escalated=bool(routing_decision and routing_decision.escalated),
-        failed_rounds=max(0, failed_rounds))
+    return conclude(state, req, options, run, ctx)
+
+
+def conclude(state: ServerState, req: ChatCompletionRequest, options: RequestOptions,
+             run: AutoRun, ctx: ExecutionContext) -> Response:
+    """The answer of a finished run, whole or as a replayed stream."""
+    record(state, ctx)
     if ctx.state == S.FAILED:
-        raise run.steps.refusal or _failure(ctx, run.steps.failure)
+        raise failure(run, ctx)
     state.feedback.served(ctx.trace_id)
-    routing = _routing(ctx)
+    routing = routing_of(ctx)
     response = ctx.response if ctx.role is not None else None
     model = response.model if response else AUTO
     calls = response.tool_calls if response and options.tools else []

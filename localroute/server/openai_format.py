@@ -134,9 +134,8 @@ class ChunkWriter:
                 "model": self.model, "choices": [], "usage": usage_json(usage)}
         return b"data: " + json.dumps(body).encode() + b"\n\n"
 
-    def error(self, message: str, code: str) -> bytes:
-        body = {"error": {"message": message, "type": "server_error", "param": None,
-                          "code": code}}
+    def error(self, message: str, code: str, kind: str = "server_error") -> bytes:
+        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
         return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 

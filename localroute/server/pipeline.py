@@ -72,6 +72,14 @@ class ServerSteps(Steps):
                                            max_tokens=max_tokens, temperature=o.temperature,
                                            extra_body=o.extra_body)
 
+    async def call_directed(self, ctx: ExecutionContext, role: str,
+                            max_tokens: int | None) -> LLMResponse:
+        """The model call of a client-directed request: the client's tools and format."""
+        o = self.options
+        return await self.d.client.respond(
+            role, ctx.conversation, tools=o.tools, response_format=o.response_format,
+            max_tokens=max_tokens, temperature=o.temperature, extra_body=o.extra_body)
+
     async def llm_call(self, ctx: ExecutionContext) -> Outcome:
         if not self.admitted:  # LLM_CALL runs again after a tool round or a failed validation
             try:
@@ -87,10 +95,8 @@ class ServerSteps(Steps):
         o = self.options
         role = self.d.profile.role(ctx.role)
         try:
-            response = await self.d.client.respond(
-                role.name, ctx.conversation, tools=o.tools, response_format=o.response_format,
-                max_tokens=self.policy(ctx).max_tokens.get(role.name), temperature=o.temperature,
-                extra_body=o.extra_body)
+            response = await self.call_directed(ctx, role.name,
+                                                self.policy(ctx).max_tokens.get(role.name))
         except LLMError as exc:
             self.failure = exc
             return self.call_failed(ctx, exc)
@@ -113,12 +119,17 @@ class AutoRun:
     steps: ServerSteps
 
 
-def auto_run(base: Orchestrator, options: RequestOptions, mode: Mode, admit: Admit) -> AutoRun:
+# Builds the steps of one request: ServerSteps, or the streaming steps (server/auto_stream.py).
+MakeSteps = Callable[[Deps, RequestOptions, Admit], ServerSteps]
+
+
+def auto_run(base: Orchestrator, options: RequestOptions, mode: Mode, admit: Admit,
+             make_steps: MakeSteps | None = None) -> AutoRun:
     deps = base.deps
     if options.max_tokens is not None:
         deps = replace(deps, modes=capped_modes(deps.modes, mode, list(deps.profile.roles),
                                                 options.max_tokens))
-    steps = ServerSteps(deps, options, admit)
+    steps = (make_steps or ServerSteps)(deps, options, admit)
     # The base orchestrator's hook is telemetry's recorder: every request is recorded.
     orchestrator = Orchestrator(deps, step_limit=base.step_limit, on_step=base.on_step,
                                 table=step_table(steps))

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from localroute.backends.health import role_statuses
 from localroute.server.auto import answer_auto
+from localroute.server.auto_stream import stream_auto
 from localroute.server.direct import Outcome, answer_direct
 from localroute.server.disconnect import ClientGone
 from localroute.server.errors import APIError
@@ -50,7 +51,8 @@ async def chat_completions(request: Request) -> Response:
         messages = flatten_messages(req)
         target = state.resolve(req.model)
         if target == AUTO:
-            response = await answer_auto(state, request, req, messages, outcome)
+            answer = stream_auto if req.stream else answer_auto
+            response = await answer(state, request, req, messages, outcome)
         else:
             outcome.route = "direct"
             response = await answer_direct(state, request, req, target, messages, outcome)

@@ -11,11 +11,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import from_json
 
+from localroute.config.modes import StreamPolicy
 from localroute.server.errors import APIError
 
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not ignored
 
 
 class ChatMessage(_Lenient):
@@ -27,6 +32,12 @@ class ChatMessage(_Lenient):
 
 class StreamOptions(_Lenient):
     include_usage: bool = False
+
+
+class LocalrouteOptions(_Strict):
+    """The request's own `localroute` field (`extra_body` in the openai SDK)."""
+
+    validation: StreamPolicy | None = None  # a stream's validation policy, over modes.yaml
 
 
 class ChatCompletionRequest(_Lenient):
@@ -45,6 +56,7 @@ class ChatCompletionRequest(_Lenient):
     seed: int | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    localroute: LocalrouteOptions | None = None
 
     @field_validator("tools")
     @classmethod

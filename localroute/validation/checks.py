@@ -19,6 +19,11 @@ _MEASURE = re.compile(
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
+def wants_json(question: str) -> bool:
+    """The question asks for its answer as JSON."""
+    return bool(_WANTS_JSON.search(question))
+
+
 def _numbers(text: str) -> list[float]:
     return [float(n) for n in _NUMBER.findall(text.replace(",", ""))]
 
@@ -47,7 +52,7 @@ def check_answer(
     leaked = has_leaked_markup(answer)
     if leaked:
         failures.append("the answer contains leaked markup: " + ", ".join(leaked))
-    if _WANTS_JSON.search(question):
+    if wants_json(question):
         try:
             extract_json(answer)
         except ValueError:

@@ -35,6 +35,7 @@ import h11
 import httpx
 
 from tests.support.faultproxy_faults import Fault, FaultKind
+from tests.support.faultproxy_sse import SseRewriter
 
 __all__ = ["Fault", "FaultKind", "FaultProxy"]
 
@@ -368,7 +369,8 @@ class _ClientConnection:
                 await self._answer(status, fault.error_body(), fault.headers)
                 return "keep"
             limit = fault.after_bytes if fault is not None and kind == "truncate" else None
-            return await self._forward(request, target, body, limit)
+            sse = fault if kind in ("trickle", "inject") else None
+            return await self._forward(request, target, body, limit, sse)
         finally:
             self.proxy._count_in_flight(-1)
 
@@ -381,7 +383,8 @@ class _ClientConnection:
         await self.send(h11.EndOfMessage())
 
     async def _forward(
-        self, request: h11.Request, target: str, body: bytes, limit: int | None
+        self, request: h11.Request, target: str, body: bytes, limit: int | None,
+        sse: Fault | None = None,
     ) -> _After:
         client, upstream = self.proxy._client, self.proxy.upstream
         assert client is not None
@@ -400,10 +403,22 @@ class _ClientConnection:
             return "keep"
         try:
             headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
+            if sse is not None:  # a rewritten body has another length: h11 chunks it
+                headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
             reason = response.extensions.get("reason_phrase", b"")
             await self.send(
                 h11.Response(status_code=response.status_code, headers=headers, reason=reason)
             )
+            if sse is not None:
+                rewriter = SseRewriter(sse)
+                async for chunk in response.aiter_raw():
+                    for event in rewriter.feed(chunk):
+                        await self.send(h11.Data(data=event))
+                        await asyncio.sleep(sse.event_delay)
+                if rest := rewriter.rest():
+                    await self.send(h11.Data(data=rest))
+                await self.send(h11.EndOfMessage())
+                return "keep"
             sent = 0
             async for chunk in response.aiter_raw():
                 if limit is not None:

@@ -10,7 +10,9 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-FaultKind = Literal["delay", "drop", "truncate", "status", "error_200", "reset", "replace"]
+FaultKind = Literal[
+    "delay", "drop", "truncate", "status", "error_200", "reset", "replace", "trickle", "inject"
+]
 
 LMSTUDIO_OVERFLOW_MESSAGE = (
     "Trying to keep the first 4096 tokens when context the overflows. However, the model is "
@@ -39,12 +41,21 @@ class Fault(BaseModel):
     times: int | None = Field(default=None, ge=1)
     path_contains: str | None = None
     body: str | None = None  # kind "replace": answer HTTP 200 with this JSON body instead
+    # kinds "trickle" and "inject" (faultproxy_sse.py): the pause after each forwarded SSE event,
+    # and the text put before the content of the first chunk after `after_events` content chunks.
+    event_delay: float = Field(default=0.0, ge=0.0)
+    inject: str | None = None
+    after_events: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _delay_needs_seconds(self) -> Self:
         if self.kind == "delay" and self.seconds <= 0:
             raise ValueError(
                 "Fault(kind='delay') needs seconds > 0, e.g. Fault(kind='delay', seconds=0.5)"
+            )
+        if self.kind == "inject" and not self.inject:
+            raise ValueError(
+                "Fault(kind='inject') needs the text to inject, e.g. inject='<|im_end|>'"
             )
         return self
 
