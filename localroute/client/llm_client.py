@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
@@ -19,7 +18,9 @@ from localroute.backends.base import ChatRequest, RawCompletion
 from localroute.backends.pool import BackendPool
 from localroute.client.gates import Gates
 from localroute.client.messages import estimate_tokens, prepare_messages
-from localroute.client.parsing import extract_json, parse_text_tool_calls, split_reasoning
+from localroute.client.normalise import normalise
+from localroute.client.parsing import extract_json
+from localroute.client.retry import delay_after, should_retry
 from localroute.config.schema import ResolvedProfile, ResolvedRole
 from localroute.residency.manager import Residency
 from localroute.types import (
@@ -30,24 +31,13 @@ from localroute.types import (
     LLMInvalidResponse,
     LLMResponse,
     StreamEvent,
-    Timings,
-    Usage,
 )
 
 ResponseFormat = type[BaseModel] | dict[str, Any] | None
 # Told of every `respond` and `stream` once it ends: requested role, the response or the final
 # error, seconds.
 CallHook = Callable[[str, LLMResponse | None, LLMError | None, float], None]
-BACKOFF_BASE_S = 0.2
-BACKOFF_CAP_S = 5.0
 MIN_COMPLETION_TOKENS = 16  # below this, a capped max_tokens could not hold an answer
-
-
-def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
-    """Exponential backoff with full jitter; a server's Retry-After wins when it is given."""
-    if retry_after is not None:
-        return min(retry_after, BACKOFF_CAP_S)
-    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
 
 
 def json_schema_format(model: type[BaseModel]) -> dict[str, Any]:
@@ -259,9 +249,9 @@ class LLMClient:
                     return raw, waited + lease.waited_s, attempt, time.perf_counter() - started
                 except LLMError as exc:
                     failure = exc
-            if not failure.retryable or attempt > role.retries:
+            if not should_retry(failure, attempt, role.retries):
                 raise failure
-            await asyncio.sleep(backoff_delay(attempt - 1, getattr(failure, "retry_after", None)))
+            await asyncio.sleep(delay_after(failure, attempt))
 
     async def _respond_role(
         self,
@@ -320,48 +310,6 @@ class LLMClient:
     ) -> LLMResponse:
         raw, waited, attempts, elapsed = await self._call_with_retries(role, request)
         return normalise(role, raw, tools, waited, attempts, elapsed, self.pool.for_role(role).kind)
-
-
-def normalise(
-    role: ResolvedRole,
-    raw: RawCompletion,
-    tools: list[dict[str, Any]] | None,
-    waited: float,
-    attempts: int,
-    elapsed: float,
-    backend: str,
-    ttft: float | None = None,
-) -> LLMResponse:
-    """Split reasoning, parse text tool calls, fill usage and timings."""
-    inline_reasoning, content = split_reasoning(raw.content)
-    parts = [p for p in (raw.reasoning, inline_reasoning) if p]
-    calls = list(raw.tool_calls)
-    if tools and not calls:
-        calls, content = parse_text_tool_calls(content)
-    usage = raw.usage or Usage(
-        completion_tokens=max(1, len(raw.content) // 4) if raw.content else 0
-    )
-    finish = raw.finish_reason
-    if calls and finish in (None, "stop"):
-        finish = "tool_calls"
-    return LLMResponse(
-        content=content,
-        reasoning="\n\n".join(parts) if parts else None,
-        tool_calls=calls,
-        finish_reason=finish,
-        usage=usage,
-        timings=Timings(
-            queue_wait_s=waited,
-            ttft_s=ttft,
-            total_s=elapsed,
-            tokens_per_s=(usage.completion_tokens / elapsed) if elapsed > 0 else None,
-        ),
-        role=role.name,
-        model=raw.model or role.id,
-        backend=backend,
-        attempts=attempts,
-        notes=list(raw.notes),
-    )
 
 
 def _ask_for_json(messages: list[dict[str, Any]], fmt: dict[str, Any]) -> list[dict[str, Any]]:

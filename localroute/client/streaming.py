@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from localroute.backends.base import RawCompletion
+from localroute.client.normalise import normalise
 from localroute.client.parsing import ReasoningStreamSplitter
+from localroute.client.retry import delay_after, should_retry
 from localroute.config.schema import ResolvedRole
 from localroute.types import (
     ContentDelta,
@@ -38,8 +40,6 @@ async def stream_role(
     fallbacks: list[Fallback],
     extra_body: dict[str, Any] | None = None,
 ) -> AsyncIterator[StreamEvent]:
-    from localroute.client.llm_client import backoff_delay, normalise
-
     shaped, _, cap = await client.prepare(role, messages, tools, max_tokens)
     request = client.request(role, shaped, tools, None, cap, temperature, timeout, extra_body)
     backend = client.pool.for_role(role)
@@ -94,9 +94,9 @@ async def stream_role(
                     )
                 elapsed = time.perf_counter() - started
         except LLMError as exc:
-            if emitted or not exc.retryable or attempt > role.retries:
+            if not should_retry(exc, attempt, role.retries, emitted=emitted):
                 raise
-            await asyncio.sleep(backoff_delay(attempt - 1, getattr(exc, "retry_after", None)))
+            await asyncio.sleep(delay_after(exc, attempt))
             continue
         raw = RawCompletion(
             content="".join(text),
