@@ -69,6 +69,9 @@ class ExecutionContext:
     fallbacks: list[Fallback] = field(default_factory=list)
     reply: str | None = None
     error: str | None = None
+    # The exception that failed the run, when one did: callers map it to a status by its type,
+    # never by parsing `error`'s text.
+    failure: Exception | None = None
     steps: list[StepRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

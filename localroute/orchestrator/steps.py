@@ -174,6 +174,7 @@ class Steps:
     def call_failed(self, ctx: ExecutionContext, exc: LLMError) -> Outcome:
         """LLM_CALL's model call failed for good: FAILED, with the fallbacks it took."""
         ctx.fallbacks.extend(exc.fallbacks)
+        ctx.failure = exc
         ctx.error = f"{type(exc).__name__}: {exc}"
         return TaskState.FAILED, ctx.error
 

@@ -44,19 +44,17 @@ class Admitter:
             self.ticket.release(time.perf_counter() - self.started)
 
 
-def _failure(ctx: ExecutionContext, llm_error: LLMError | None) -> APIError:
-    """The HTTP status of a pipeline that ended FAILED, by the state it failed in."""
+def _failure(ctx: ExecutionContext) -> APIError:
+    """The HTTP status of a pipeline that ended FAILED: by the exception that failed it (a model
+    call's), else by the state it failed in."""
     failed_in = ctx.steps[-1].state if ctx.steps else S.INIT
     reason = ctx.error or "the pipeline failed"
-    if llm_error is not None:
-        return from_llm_error(llm_error)
+    if isinstance(ctx.failure, LLMError):
+        return from_llm_error(ctx.failure)
     if failed_in == S.INIT:
         return APIError(400, reason, code="invalid_messages", param="messages")
     if failed_in == S.MODEL_SELECTION:
         return APIError(503, reason, code="mode_refused")
-    # The orchestrator records a failed model call as "<ErrorType>: message".
-    if reason.startswith("LLMContextOverflow:"):
-        return APIError(400, reason, code="context_length_exceeded", param="messages")
     if failed_in == S.LLM_CALL:
         return APIError(503, reason, code="backend_unavailable")
     return APIError(500, reason, code="pipeline_failed")
@@ -92,7 +90,7 @@ def record(state: ServerState, ctx: ExecutionContext) -> None:
 
 def failure(run: AutoRun, ctx: ExecutionContext) -> APIError:
     """What a FAILED run answers: a refusal of admission as it was, else by its state."""
-    return run.steps.refusal or _failure(ctx, run.steps.failure)
+    return run.steps.refusal or _failure(ctx)
 
 
 async def answer_auto(state: ServerState, request: Request, req: ChatCompletionRequest,

@@ -36,6 +36,7 @@ from localroute.server.pipeline import AutoRun, RequestOptions
 from localroute.server.schemas import ChatCompletionRequest
 from localroute.server.state import ServerState
 from localroute.server.stream_steps import Channel, Piece, StreamingSteps, streaming_run
+from localroute.validation.window import WindowFailed
 
 VALIDATION_FAILED = "validation_failed"
 
@@ -63,8 +64,8 @@ class LiveRun:
 
     def error(self, ctx: ExecutionContext) -> APIError:
         """Why a run that had started streaming ended FAILED."""
-        if ctx.error and ctx.error.startswith("window check"):
-            return APIError(422, ctx.error, code=VALIDATION_FAILED)
+        if isinstance(ctx.failure, WindowFailed):
+            return APIError(422, ctx.error or str(ctx.failure), code=VALIDATION_FAILED)
         return failure(self.run, ctx)
 
     def stop(self) -> None:

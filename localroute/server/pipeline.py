@@ -61,7 +61,6 @@ class ServerSteps(Steps):
         self.options = options
         self.admit = admit
         self.admitted = False
-        self.failure: LLMError | None = None
         self.refusal: APIError | None = None
 
     async def call_model(self, ctx: ExecutionContext, role: str,
@@ -98,7 +97,6 @@ class ServerSteps(Steps):
             response = await self.call_directed(ctx, role.name,
                                                 self.policy(ctx).max_tokens.get(role.name))
         except LLMError as exc:
-            self.failure = exc
             return self.call_failed(ctx, exc)
         self.took(ctx, response)
         detail = (f"{response.role} ({response.model}) answered with the client's "

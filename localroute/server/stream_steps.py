@@ -177,6 +177,7 @@ class StreamingSteps(ServerSteps):
             ctx.llm_calls += 1
             ctx.validation = "unvalidated"
             ctx.validation_failures = exc.failures
+            ctx.failure = exc
             ctx.error = f"window check '{exc.check}' failed: {exc}"
             return TaskState.FAILED, ctx.error + "; the stream stopped before that window was sent"
 
