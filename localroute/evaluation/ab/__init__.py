@@ -1,0 +1,1 @@
+"""ab of localroute's evaluation."""
