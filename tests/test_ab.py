@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from localroute.config.schema import ResolvedProfile
-from localroute.evaluation.ab import AbOptions, run_ab
-from localroute.evaluation.ab_report import write_ab, write_experiment_record
+from localroute.evaluation.ab.report import write_ab, write_experiment_record
+from localroute.evaluation.ab.run import AbOptions, run_ab
 from localroute.evaluation.stats import ab_stats
 from tests.conftest import make_profile, server_role
 from tests.support.servers import MODEL_ALIAS, LlamaServer, free_port

@@ -20,20 +20,20 @@ from typing import Any
 
 import pytest
 
-from localroute.evaluation.math_extract import extract_answer
-from localroute.evaluation.math_grader import (
+from localroute.evaluation.graders.math import (
     GRADER_VERSION,
     MathGrader,
     MathGraderInputError,
     grade_file,
 )
-from localroute.evaluation.math_normalize import as_text_answer, normalize
-from localroute.evaluation.math_relations import (
+from localroute.evaluation.graders.math_extract import extract_answer
+from localroute.evaluation.graders.math_normalize import as_text_answer, normalize
+from localroute.evaluation.graders.math_relations import (
     MAX_CHARS,
     same_inequality_set,
     same_solution_set,
 )
-from localroute.evaluation.math_worker import _parse
+from localroute.evaluation.graders.math_worker import _parse
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "localroute" / "evaluation" / "suites" / "data" / "math_grader_cases.jsonl"

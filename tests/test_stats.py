@@ -6,7 +6,7 @@ from math import comb
 
 import pytest
 
-from localroute.evaluation.ab import blind, reconcile
+from localroute.evaluation.ab.run import blind, reconcile
 from localroute.evaluation.stats import ab_stats, pass_at_k, quantiles, sign_test, wilson
 
 

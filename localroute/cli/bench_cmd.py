@@ -191,8 +191,8 @@ def ab(
     as_json: bool = JsonOpt,
 ) -> None:
     """Blind A/B test: both sides answer, a judge compares in both orders at temperature 0."""
-    from localroute.evaluation.ab import AbOptions, run_ab
-    from localroute.evaluation.ab_report import render_ab_md, write_ab, write_experiment_record
+    from localroute.evaluation.ab.report import render_ab_md, write_ab, write_experiment_record
+    from localroute.evaluation.ab.run import AbOptions, run_ab
 
     options = AbOptions(a=a, b=b, suite=suite, queries=queries, judge=judge, base_role=base_role,
                         limit=limit, concurrency=concurrency, max_tokens=max_tokens,

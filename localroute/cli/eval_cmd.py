@@ -152,7 +152,7 @@ def grade_math(
     as_json: bool = JsonOpt,
 ) -> None:
     """Decide whether each prediction's final answer equals the gold answer."""
-    from localroute.evaluation.math_grader import grade_file
+    from localroute.evaluation.graders.math import grade_file
 
     rows = grade_file(file, timeout_s=timeout)
     if as_json:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from localroute.evaluation.ab_records import AbResult, AbRow
+from localroute.evaluation.ab.records import AbResult, AbRow
 from localroute.evaluation.reports.html import CSS, environment
 from localroute.evaluation.reports.markdown import num, table
 from localroute.evaluation.reports.svg import histogram_svg

@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field
 from localroute.client.llm_client import LLMClient
 from localroute.client.parsing import split_reasoning
 from localroute.config.schema import ResolvedProfile, ResolvedRole
-from localroute.evaluation.ab_records import AbResult, AbRow, AnswerRecord, JudgeRecord, Side
-from localroute.evaluation.ab_report import figures, objective
+from localroute.evaluation.ab.records import AbResult, AbRow, AnswerRecord, JudgeRecord, Side
+from localroute.evaluation.ab.report import figures, objective
 from localroute.evaluation.stats import Outcome, ab_stats
 from localroute.evaluation.suites.base import BenchItem, Grade, Sampling, Suite, SuiteError
 from localroute.evaluation.suites.registry import get_suite

@@ -30,15 +30,15 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from localroute.evaluation.math_extract import ExtractionMethod, extract_answer
-from localroute.evaluation.math_normalize import (
+from localroute.evaluation.graders.math_extract import ExtractionMethod, extract_answer
+from localroute.evaluation.graders.math_normalize import (
     as_choice,
     as_text_answer,
     drop_article,
     normalize,
     unwrap_command,
 )
-from localroute.evaluation.math_worker import compare, warm_up
+from localroute.evaluation.graders.math_worker import compare, warm_up
 from localroute.jsonl import read_objects
 
 __all__ = [

@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from localroute.evaluation.math_normalize import balanced_group
+from localroute.evaluation.graders.math_normalize import balanced_group
 
 __all__ = ["Extraction", "ExtractionMethod", "extract_answer", "strip_reasoning"]
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from localroute.evaluation.math_normalize import LOGIC_AND, LOGIC_OR
+from localroute.evaluation.graders.math_normalize import LOGIC_AND, LOGIC_OR
 
 __all__ = ["MAX_CHARS", "same_inequality_set", "same_solution_set"]
 

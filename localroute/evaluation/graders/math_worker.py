@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from localroute.evaluation.math_relations import same_inequality_set, same_solution_set
+from localroute.evaluation.graders.math_relations import same_inequality_set, same_solution_set
 
 __all__ = ["compare", "warm_up"]
 

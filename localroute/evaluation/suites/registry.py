@@ -78,7 +78,7 @@ class MathSuite(Suite):
         return self.grade_many([(item, output)])[0]
 
     def grade_many(self, pairs: list[tuple[BenchItem, str]]) -> list[Grade]:
-        from localroute.evaluation.math_grader import grade_many
+        from localroute.evaluation.graders.math import grade_many
 
         grades = grade_many([(item.reference or "", output) for item, output in pairs])
         return [
@@ -99,7 +99,7 @@ class MathSuite(Suite):
         ]
 
     def grader_version(self) -> str:
-        from localroute.evaluation.math_grader import GRADER_VERSION
+        from localroute.evaluation.graders.math import GRADER_VERSION
 
         return str(GRADER_VERSION)
 
