@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from localroute.bounded_text import stage1_view
 from localroute.client.parsing import extract_json, has_leaked_markup
 
 _WANTS_JSON = re.compile(r"\b(as|in|return|output|respond with|give me)\b[^.?!]{0,30}\bjson\b",
@@ -44,6 +45,7 @@ def check_answer(
         return ["the answer is empty"]
     if finish_reason == "length":
         failures.append("the answer stopped at the token limit and is incomplete")
+    question = stage1_view(question)  # what was asked is at its head or tail
     leaked = has_leaked_markup(answer)
     if leaked:
         failures.append("the answer contains leaked markup: " + ", ".join(leaked))
