@@ -78,16 +78,17 @@ _PROCESS_NAMES = tuple(re.compile(p, re.I) for p in (
     r"\bgrep\s+(?:-\w+\s+)*(\S+)",
     rf"\b([\w.+-]{_N})\s+process(?:es)?\b",
 ))
-_DF = re.compile(r"\s*df\b")
+_DF = re.compile(r"^\s*df\b")  # `^`: tried at the start only, even by a search
 _ALL_DISKS = re.compile(
     r"\b(?:all|every|each)\s+(?:the\s+)?(?:disks?|drives?|partitions?|volumes?|mounts?)\b", re.I)
 # Zone names have at most three parts (America/Argentina/Buenos_Aires), none over 32 characters.
 _ZONE = re.compile(r"\b([A-Z][A-Za-z_]{1,32}(?:/[A-Z][A-Za-z_-]{1,32}){1,3})\b")
 _UTC = re.compile(r"\b(UTC|GMT|Zulu)\b")
-# A place is at most 40 characters ("Santa Cruz de Tenerife"), so `in ...` is never scanned to
-# the end of the text from every `in`.
+# A place is looked up by the last part of a zone name, at most 14 characters
+# ("Port-au-Prince"); 32 is ample and keeps `in ...` from being scanned to the end of the text
+# from every `in`.
 _PLACE = re.compile(
-    r"\b(?:in|at)\s+([A-Za-z][A-Za-z .'-]{0,40}?)\s*(?:\?|!|\.|$|\bright now\b|\bnow\b|\btoday\b)"
+    r"\b(?:in|at)\s+([A-Za-z][A-Za-z .'-]{0,31}?)\s*(?:\?|!|\.|$|\bright now\b|\bnow\b|\btoday\b)"
 )
 _MODEL_NAME = re.compile(rf"\bis\s+(.{_N}?)\s+(?:loaded|running|available|served|up)\b", re.I)
 

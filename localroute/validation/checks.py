@@ -11,7 +11,9 @@ _WANTS_JSON = re.compile(r"\b(as|in|return|output|respond with|give me)\b[^.?!]{
                          re.IGNORECASE)
 _WANTS_LIST = re.compile(r"\b(bullet(ed)? (points|list)|as a list|numbered list|list of \d+)\b",
                          re.IGNORECASE)
-_LIST_LINE = re.compile(r"^\s*([-*•]|\d+[.)])\s+\S", re.MULTILINE)
+# `[ \t]*`, not `\s*`: under MULTILINE that would run over every following blank line from
+# every line start of a run of blank lines.
+_LIST_LINE = re.compile(r"^[ \t]*([-*•]|\d+[.)])[ \t]+\S", re.MULTILINE)
 # A number presented as a measurement: "87%", "12.5 GB", "3 GiB", "4 cores", "65 °C".
 _MEASURE = re.compile(
     r"(?<![\w.])(\d+(?:[.,]\d+)?)\s*(%|percent|[KMGT]i?B\b|cores?\b|°C|days?\b|hours?\b|MHz|GHz)",
