@@ -6,7 +6,7 @@ query because the cases they catch are syntactic: a bare shell command, a Python
 a docstring, LaTeX, a one-line instruction in front of a long pasted text.
 
 Every pattern is linear in the length of the query (docs/security.md, "Routing on hostile
-input"): a line's leading indentation is `[ \t]*`, never `\s*` (which, under MULTILINE, would
+input"): a line's leading indentation is `[ \\t]*`, never `\\s*` (which, under MULTILINE, would
 run over every following blank line from every line start), and what a pattern scans after a
 keyword is bounded or cannot be retried from each later position. `apply_rules` reads the
 query's bounded view (localroute/bounded_text.py).
