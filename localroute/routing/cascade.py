@@ -53,6 +53,7 @@ class Stage1Router:
         self.settings = settings
         self.client = client
         self.cache = cache
+        self._asking = 0  # escalations between the busy check and their answer
 
     def decide_fast(self, query: str, channel: str | None = None) -> RoutingDecision:
         """Stage 1 without any model call: channel, rules, classifier."""
@@ -126,15 +127,22 @@ class Stage1Router:
     async def _escalate(self, query: str, fallback: RoutingDecision) -> RoutingDecision:
         assert self.client is not None
         role = self.client.profile.roles.get(ROUTER_ROLE)
-        gate = self.client.gates.busy(role) if role is not None else None
-        if gate is not None:
-            # Waiting for a slot would queue behind the calls the router serves already (the
-            # direct clients' among them) and hold this request; the classifier's answer is
-            # nearly as good, and free.
-            return _kept(fallback, f"router busy: {gate.in_flight} of {gate.capacity} slots of "
-                         f"gate '{gate.name}' in use, {gate.waiting} waiting; not asked",
-                         "router model busy", escalated=False)
+        if role is not None:
+            gates = self.client.gates.gates_for(role)
+            gate = self.client.gates.busy(role)
+            room = min(g.capacity for g in gates)
+            if gate is not None or self._asking >= room:
+                # Waiting for a slot would queue behind the calls the router serves already
+                # (the direct clients' among them) and hold this request; the classifier's
+                # answer is nearly as good, and free. `_asking` counts escalations still on
+                # their way to the gate, which its own counts do not show yet.
+                shown = gate or gates[-1]
+                return _kept(fallback, f"router busy: {shown.in_flight} of {shown.capacity} "
+                             f"slots of gate '{shown.name}' in use, {shown.waiting} waiting, "
+                             f"{self._asking} escalations under way; not asked",
+                             "router model busy", escalated=False)
         limit = self.settings.router_model_timeout
+        self._asking += 1
         try:
             async with asyncio.timeout(limit):  # the wait for a slot (or a load) included
                 verdict = await ask_router_model(
@@ -147,6 +155,8 @@ class Stage1Router:
         except LLMError as exc:
             return _kept(fallback, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
                          "router model failed")
+        finally:
+            self._asking -= 1
         hint = verdict.tool if verdict.route == "tool" else None
         if verdict.route == "tool" and hint is None:
             hint = self.classifier.predict_tool_hint(query)

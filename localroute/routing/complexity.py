@@ -13,7 +13,8 @@ from localroute.routing.decision import Complexity, RoleSelection, RoutingDecisi
 
 _STEP_WORDS = re.compile(
     r"\b(prove|proof|derive|step[- ]by[- ]step|why|explain how|trade-?offs?|compare|plan|"
-    r"estimate|how many|probability|optimi[sz]e|diagnos\w*|puzzle|riddle|suppose|if .{0,160} then)\b",
+    r"estimate|how many|probability|optimi[sz]e|diagnos\w*|puzzle|riddle|suppose|"
+    r"if .{0,160} then)\b",
     re.IGNORECASE,
 )
 # `(?<!\d)`: an arithmetic expression is looked for from the start of a number only, not again

@@ -167,7 +167,8 @@ _CODE_MARKERS = re.compile(r"```|^[ \t]*(def|class|import|for|while|return)\b", 
 
 
 def _latex_math(query: str) -> RuleHit | None:
-    if len(query) <= LATEX_MAX_CHARS and _LATEX_MATH.search(query) and not _CODE_MARKERS.search(query):
+    if (len(query) <= LATEX_MAX_CHARS and _LATEX_MATH.search(query)
+            and not _CODE_MARKERS.search(query)):
         return RuleHit(route="reasoning", reason="latex-math")
     return None
 

@@ -99,10 +99,7 @@ def functions() -> dict[str, Callable[[str], Any]]:
 
 def main(kind: str, size: int) -> None:
     texts = bodies(size)
-    if kind == "patterns":
-        work = {name: _exhaust(p) for name, p in patterns()}
-    else:
-        work = functions()
+    work = {name: _exhaust(p) for name, p in patterns()} if kind == "patterns" else functions()
     for name, run in work.items():
         limit = BOUNDED_INPUT.get(name, size) if kind == "patterns" else size
         for body_name, text in texts.items():
