@@ -30,7 +30,9 @@ from tests.test_server import Serve, write_config
 BODY_CAP = 4 * MIB  # serve's default --max-body-bytes
 # Bodies whose routing was quadratic before the fix, each in another pattern.
 HOSTILE = ("word_run", "repeated_is", "hex", "newlines", "repeated_slow", "repeated_write")
-HEALTH_LIMIT_S = 3.0  # "a few seconds" on a loaded 2-core machine; the goal (1 s) is benchmarked
+# "A few seconds": on 2 shared cores at load 9 one probe took over 3 s. Before the fix /health
+# waited minutes; the goal (1 s) is measured by benchmarks/adversarial_routing.py.
+HEALTH_LIMIT_S = 5.0
 
 
 def hostile_body(name: str) -> bytes:
