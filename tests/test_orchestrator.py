@@ -174,7 +174,7 @@ async def test_router_model_garbage_is_recorded_and_classifier_stands(
     assert decision is not None and decision.escalated
     assert decision.decided_by == "classifier"
     assert decision.escalation_error and "LLMInvalidResponse" in decision.escalation_error
-    assert any("router model failed" in n for n in ctx.notes)
+    assert any("router model not used" in n for n in ctx.notes)
     assert ctx.state == S.COMPLETED and ctx.reply == "certainly! here you go"
 
 

@@ -74,6 +74,8 @@ def serve(
                                     "`localroute mode set`."),
     max_queue: int = typer.Option(8, "--max-queue", min=0, help="Requests allowed to wait per "
                                   "gate beyond its slots; more get 429 with Retry-After."),
+    max_tool_requests: int = typer.Option(16, "--max-tool-requests", min=1, help="Tool-only "
+                                          "answers (no model) running at once; more get 429."),
     max_body_bytes: int = typer.Option(4 * 1024 * 1024, "--max-body-bytes", min=1,
                                        help="Largest request body accepted (413 above)."),
     max_messages: int = typer.Option(256, "--max-messages", min=1,
@@ -120,7 +122,7 @@ def serve(
                   "process's open-file limit (raise it with `ulimit -n`)", highlight=False)
     settings = ServerSettings(
         host=host, port=port, api_key=_api_key(ctx, api_key, api_key_file),
-        mode=parse_mode(mode), max_queue=max_queue,
+        mode=parse_mode(mode), max_queue=max_queue, max_tool_requests=max_tool_requests,
         max_body_bytes=max_body_bytes, max_messages=max_messages, feedback_path=feedback_file,
         feedback_max_bytes=feedback_max_bytes, allow_hosts=tuple(allow_host),
         allow_origins=tuple(allow_origin), max_header_bytes=max_header_bytes,

@@ -54,9 +54,11 @@ class Gates:
             for g in gates
         }
 
-    def busy(self, role: ResolvedRole) -> bool:
-        """True when a new call for this role would have to wait."""
-        return any(g.in_flight >= g.capacity for g in self.gates_for(role))
+    def busy(self, role: ResolvedRole) -> Gate | None:
+        """The first gate at which a new call for this role would have to wait (every slot in
+        use, or calls already queued, which the semaphore serves first); None if it would not."""
+        return next((g for g in self.gates_for(role) if g.in_flight + g.waiting >= g.capacity),
+                    None)
 
     @asynccontextmanager
     async def slot(self, role: ResolvedRole) -> AsyncIterator[float]:

@@ -51,6 +51,9 @@ class RoutingSettings(_Strict):
     escalation_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
     router_model_timeout: PositiveFloat = 8.0
     router_model_max_tokens: PositiveInt = 64
+    # Seconds stage 1's CPU work (rules, classifier, argument filler) may take, off the event
+    # loop; past it the default route stands (docs/security.md, "Routing on hostile input").
+    stage1_timeout: PositiveFloat = 2.0
     large_context_tokens: PositiveInt = 20_000
     reasoning_depth_threshold: int = Field(default=7, ge=0, le=10)
 

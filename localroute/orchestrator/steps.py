@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from localroute.bounded_text import stage1_view
 from localroute.client.llm_client import LLMClient
 from localroute.client.messages import estimate_tokens
 from localroute.config.modes import ModePolicy, ModesConfig
@@ -25,10 +26,11 @@ from localroute.validation.judge import judge
 Outcome = tuple[TaskState, str]
 
 # Questions about this machine's state get the system tools (or their output, for a role that
-# cannot call tools).
+# cannot call tools). Read on the query's bounded view, with a bounded gap between the symptom
+# and the machine: `.*` would scan the rest of the line again from every "slow".
 _ABOUT_MACHINE = re.compile(
     r"\b(my|this) (machine|computer|mac|laptop|system|box)\b|\bright now\b|\b(slow|sluggish|"
-    r"lagging|overheating|fans?)\b.*\b(machine|computer|mac|laptop|system)\b",
+    r"lagging|overheating|fans?)\b.{0,160}\b(machine|computer|mac|laptop|system)\b",
     re.IGNORECASE,
 )
 PREFETCH_TOOLS = ("cpu", "memory", "processes", "disk")
@@ -79,9 +81,9 @@ class Steps:
         ctx.routing = decision
         detail = (f"route={decision.route} by {decision.decided_by} "
                   f"(confidence {decision.confidence:.2f}): {decision.reason}")
-        if decision.escalation_error:
-            ctx.notes.append(f"router model failed: {decision.escalation_error}")
-            detail += f"; router model failed: {decision.escalation_error}"
+        if decision.escalation_error:  # it failed, was too slow, or every router slot was busy
+            ctx.notes.append(f"router model not used: {decision.escalation_error}")
+            detail += f"; router model not used: {decision.escalation_error}"
         if decision.route == "tool" and decision.tool_call is not None:
             return TaskState.TOOL_ONLY_EXECUTION, detail
         return TaskState.MODEL_SELECTION, detail
@@ -141,7 +143,8 @@ class Steps:
     # ---- the model and its tools ------------------------------------------------------------
 
     def _wants_system_tools(self, ctx: ExecutionContext) -> bool:
-        return ctx.channel == "system_health" or bool(_ABOUT_MACHINE.search(ctx.query))
+        return (ctx.channel == "system_health"
+                or bool(_ABOUT_MACHINE.search(stage1_view(ctx.query))))
 
     async def llm_call(self, ctx: ExecutionContext) -> Outcome:
         assert ctx.role is not None

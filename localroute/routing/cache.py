@@ -4,6 +4,9 @@ bound, dropped whole when the config or the classifier artifact changes.
 It holds decisions only, never a tool's result or an answer: a hit still runs the tool (with
 arguments read from the live query) or the model. Only decisions that cost something are kept
 (the classifier's and the router model's); channels and rules are cheaper than a lookup.
+
+Entries are keyed by a digest of the normalised query's bounded view (the text stage 1 decides
+on), so 4096 entries of 4 MiB pastes cost 4096 digests, not 16 GiB.
 """
 
 from __future__ import annotations
@@ -17,19 +20,27 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from localroute.bounded_text import stage1_view
 from localroute.config.telemetry import CacheSettings
 from localroute.routing.decision import RoutingDecision
 
 CACHED_DECIDERS = frozenset({"classifier", "router_model"})
 _SPACE = re.compile(r"\s+")
-_TRAILING = re.compile(r"[\s?!.]+$")
 
 Key = tuple[str, str | None, bool]
 
 
 def normalise_query(query: str) -> str:
-    """Case, runs of whitespace and trailing punctuation do not change a route."""
-    return _TRAILING.sub("", _SPACE.sub(" ", query.strip().lower()))
+    """Case, runs of whitespace and trailing punctuation do not change a route. Reads the
+    query's bounded view, as stage 1 does."""
+    # rstrip, not a `[\s?!.]+$` pattern: that would be retried from every character of a long
+    # run of punctuation inside the text. After the substitution a space is the only blank.
+    return _SPACE.sub(" ", stage1_view(query).strip().lower()).rstrip(" ?!.")
+
+
+def _key(query: str, channel: str | None, allow_model: bool) -> Key:
+    digest = hashlib.sha256(normalise_query(query).encode("utf-8", "surrogatepass")).hexdigest()
+    return digest, channel, allow_model
 
 
 def routing_fingerprint(*parts: Any) -> str:
@@ -72,7 +83,7 @@ class RoutingCache:
             return changed
 
     def get(self, query: str, channel: str | None, allow_model: bool) -> RoutingDecision | None:
-        key = (normalise_query(query), channel, allow_model)
+        key = _key(query, channel, allow_model)
         with self._lock:
             found = self._entries.get(key)
             if found is None or found[0] <= self.clock():
@@ -93,7 +104,7 @@ class RoutingCache:
             decision: RoutingDecision) -> bool:
         if decision.decided_by not in CACHED_DECIDERS or decision.escalation_error:
             return False  # cheap to redo, or a transient failure that must not stick
-        key = (normalise_query(query), channel, allow_model)
+        key = _key(query, channel, allow_model)
         with self._lock:
             self._entries[key] = (self.clock() + self.ttl_s, decision.model_copy(deep=True))
             self._entries.move_to_end(key)

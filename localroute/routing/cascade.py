@@ -1,17 +1,26 @@
-"""Stage 1: channel -> rules -> classifier -> (only when unsure) the router model."""
+"""Stage 1: channel -> rules -> classifier -> (only when unsure) the router model.
+
+In `decide`, the CPU part (cache lookup, rules, classifier, argument filler) runs off the event
+loop with a deadline (routing/offload.py), and the router model is asked only when a router slot
+is free, within a deadline that includes any wait for the slot: a busy router or a late answer
+leaves the classifier's answer standing, with the reason in `escalation_error`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Literal
 
+from localroute.bounded_text import stage1_view
 from localroute.client.llm_client import LLMClient
 from localroute.config.modes import RoutingSettings
 from localroute.routing.cache import RoutingCache
 from localroute.routing.classifier import RouteClassifier
 from localroute.routing.decision import RoutingDecision, ToolInvocation
-from localroute.routing.router_model import ask_router_model
+from localroute.routing.offload import Stage1Timeout, run_stage1
+from localroute.routing.router_model import ROUTER_ROLE, ask_router_model
 from localroute.routing.rules import apply_rules
 from localroute.routing.types import Route, ToolHint
 from localroute.tools.arguments import arguments_from_query
@@ -44,6 +53,7 @@ class Stage1Router:
         self.settings = settings
         self.client = client
         self.cache = cache
+        self._asking = 0  # escalations between the busy check and their answer
 
     def decide_fast(self, query: str, channel: str | None = None) -> RoutingDecision:
         """Stage 1 without any model call: channel, rules, classifier."""
@@ -53,6 +63,7 @@ class Stage1Router:
         return decision
 
     def _fast(self, query: str, channel: str | None) -> RoutingDecision:
+        query = stage1_view(query)
         if channel is not None and channel not in CHANNELS:
             raise ValueError(f"unknown channel '{channel}'; known channels: {', '.join(CHANNELS)}")
         if channel == "code":
@@ -86,37 +97,66 @@ class Stage1Router:
         self, query: str, channel: str | None = None, *, allow_model: bool = True
     ) -> RoutingDecision:
         started = time.perf_counter()
-        decision = self.cache.get(query, channel, allow_model) if self.cache else None
-        if decision is not None:
-            if decision.tool_call is not None:  # arguments come from this query, not the cache
-                decision.tool_call = ToolInvocation(name=decision.tool_call.name, arguments=(
-                    arguments_from_query(decision.tool_call.name, query)))
-            decision.latency_ms = (time.perf_counter() - started) * 1000
-            return decision
-        decision = self._fast(query, channel)
-        unsure = (decision.decided_by == "classifier"
-                  and decision.confidence < self.settings.escalation_threshold)
-        if unsure and allow_model and self.client is not None:
-            decision = await self._escalate(query, decision)
-        if self.cache is not None:
-            self.cache.put(query, channel, allow_model, decision)
+        try:
+            decision, cached = await run_stage1(
+                lambda: self._cached_or_fast(query, channel, allow_model),
+                self.settings.stage1_timeout)
+        except Stage1Timeout as exc:
+            decision, cached = _deadline_answer(query, exc), True  # neither escalated nor kept
+        if not cached:
+            unsure = (decision.decided_by == "classifier"
+                      and decision.confidence < self.settings.escalation_threshold)
+            if unsure and allow_model and self.client is not None:
+                decision = await self._escalate(query, decision)
+            if self.cache is not None:
+                self.cache.put(query, channel, allow_model, decision)
         decision.latency_ms = (time.perf_counter() - started) * 1000
         return decision
 
+    def _cached_or_fast(self, query: str, channel: str | None,
+                        allow_model: bool) -> tuple[RoutingDecision, bool]:
+        """The cached decision (True) or a fresh one without any model (False)."""
+        decision = self.cache.get(query, channel, allow_model) if self.cache else None
+        if decision is None:
+            return self._fast(query, channel), False
+        if decision.tool_call is not None:  # arguments come from this query, not the cache
+            decision.tool_call = ToolInvocation(name=decision.tool_call.name, arguments=(
+                arguments_from_query(decision.tool_call.name, query)))
+        return decision, True
+
     async def _escalate(self, query: str, fallback: RoutingDecision) -> RoutingDecision:
         assert self.client is not None
+        role = self.client.profile.roles.get(ROUTER_ROLE)
+        if role is not None:
+            gates = self.client.gates.gates_for(role)
+            gate = self.client.gates.busy(role)
+            room = min(g.capacity for g in gates)
+            if gate is not None or self._asking >= room:
+                # Waiting for a slot would queue behind the calls the router serves already
+                # (the direct clients' among them) and hold this request; the classifier's
+                # answer is nearly as good, and free. `_asking` counts escalations still on
+                # their way to the gate, which its own counts do not show yet.
+                shown = gate or gates[-1]
+                return _kept(fallback, f"router busy: {shown.in_flight} of {shown.capacity} "
+                             f"slots of gate '{shown.name}' in use, {shown.waiting} waiting, "
+                             f"{self._asking} escalations under way; not asked",
+                             "router model busy", escalated=False)
+        limit = self.settings.router_model_timeout
+        self._asking += 1
         try:
-            verdict = await ask_router_model(
-                self.client, query, timeout=self.settings.router_model_timeout,
-                max_tokens=self.settings.router_model_max_tokens,
-            )
+            async with asyncio.timeout(limit):  # the wait for a slot (or a load) included
+                verdict = await ask_router_model(
+                    self.client, query, timeout=limit,
+                    max_tokens=self.settings.router_model_max_tokens,
+                )
+        except TimeoutError:
+            return _kept(fallback, f"no answer within {limit:g} s (routing.router_model_timeout, "
+                         "the wait for a router slot included)", "router model too slow")
         except LLMError as exc:
-            # Recorded, and the classifier's answer stands.
-            return fallback.model_copy(update={
-                "escalated": True,
-                "escalation_error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
-                "reason": fallback.reason + "; router model failed, classifier answer kept",
-            })
+            return _kept(fallback, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                         "router model failed")
+        finally:
+            self._asking -= 1
         hint = verdict.tool if verdict.route == "tool" else None
         if verdict.route == "tool" and hint is None:
             hint = self.classifier.predict_tool_hint(query)
@@ -125,3 +165,20 @@ class Stage1Router:
             decided_by="router_model", escalated=True, reasoning_depth=verdict.reasoning_depth,
             reason=f"router model (classifier was unsure: {fallback.reason})",
         )
+
+
+def _kept(fallback: RoutingDecision, why: str, short: str, *,
+          escalated: bool = True) -> RoutingDecision:
+    """The classifier's answer stands; `why` is recorded as the escalation error."""
+    return fallback.model_copy(update={
+        "escalated": escalated,
+        "escalation_error": why,
+        "reason": f"{fallback.reason}; {short}, classifier answer kept",
+    })
+
+
+def _deadline_answer(query: str, exc: Stage1Timeout) -> RoutingDecision:
+    return RoutingDecision(
+        route="router", confidence=0.0, decided_by="deadline",
+        reason=f"{exc} ({len(query)} characters; routing.stage1_timeout); the default route "
+        "'router' stands")

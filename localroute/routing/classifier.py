@@ -21,7 +21,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from localroute.routing.features import FeatureBuilder
+from localroute.routing.features import FeatureBuilder, text_view
 from localroute.routing.types import ROUTES, RoutePrediction, RouteRow, ToolHint
 
 # Bump when features, hyper-parameters or the artifact layout change, so that caches keyed on
@@ -127,7 +127,11 @@ class RouteClassifier:
 
     def predict_tool_hint(self, query: str) -> ToolHint:
         """The most likely tool for a query already known to be a tool request."""
-        probs = self._hint_model.predict_proba(self._hint_vectorizer.transform([query]))[0]
+        # The hint model was fitted on tool requests, all under 60 characters; on a long paste
+        # its char n-grams would cost time in proportion to the paste and say nothing more than
+        # the head and tail, where the request sits.
+        view = text_view(query)
+        probs = self._hint_model.predict_proba(self._hint_vectorizer.transform([view]))[0]
         hint: ToolHint = self._hints[int(np.argmax(probs))]  # type: ignore[assignment]
         return hint
 

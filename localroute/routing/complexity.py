@@ -1,24 +1,37 @@
-"""Stage 2: how hard is the work, and which role serves it under the current mode."""
+"""Stage 2: how hard is the work, and which role serves it under the current mode.
+
+The patterns read the query's bounded view and are linear in its length (docs/security.md,
+"Routing on hostile input").
+"""
 
 from __future__ import annotations
 
 import re
 
+from localroute.bounded_text import stage1_view
 from localroute.routing.decision import Complexity, RoleSelection, RoutingDecision
 
 _STEP_WORDS = re.compile(
     r"\b(prove|proof|derive|step[- ]by[- ]step|why|explain how|trade-?offs?|compare|plan|"
-    r"estimate|how many|probability|optimi[sz]e|diagnos\w*|puzzle|riddle|suppose|if .* then)\b",
+    r"estimate|how many|probability|optimi[sz]e|diagnos\w*|puzzle|riddle|suppose|"
+    r"if .{0,160} then)\b",
     re.IGNORECASE,
 )
-_MATH = re.compile(r"\\(frac|sqrt|sum|int|binom|cdot)|\$[^$]+\$|\d+\s*[-+*/^]\s*\d+")
-_CODE_GEN = re.compile(
-    r"\b(write|implement|create|generate|refactor|fix|debug|complete|add tests?|port)\b.*"
+# `(?<!\d)`: an arithmetic expression is looked for from the start of a number only, not again
+# from each of its digits.
+_MATH = re.compile(r"\\(frac|sqrt|sum|int|binom|cdot)|\$[^$]+\$|(?<!\d)\d+\s*[-+*/^]\s*\d")
+# "write ... function": a verb, and after it anywhere a noun. Two searches instead of one pattern
+# with `.*` between them, which would scan to the end of the text from every verb.
+_CODE_VERB = re.compile(
+    r"\b(write|implement|create|generate|refactor|fix|debug|complete|add tests?|port)\b",
+    re.IGNORECASE,
+)
+_CODE_NOUN = re.compile(
     r"\b(function|class|script|code|program|module|test|regex|query|sql|bash|python|api)\b",
-    re.IGNORECASE | re.DOTALL,
+    re.IGNORECASE,
 )
 _CODE_MARKERS = re.compile(r"```|\bdef \w+\(|\bclass \w+[:(]|Traceback \(most recent|;\s*$|"
-                           r"\{\s*$|^\s*(import|from|#include|public|fn|func) ", re.MULTILINE)
+                           r"\{\s*$|^[ \t]*(import|from|#include|public|fn|func) ", re.MULTILINE)
 
 # Depth each route starts from; features of the text move it (bounded to 0-10).
 _BASE_DEPTH = {"tool": 0, "router": 2, "summarization": 3, "coding": 5, "reasoning": 8}
@@ -32,7 +45,13 @@ DOWNGRADE = {
 }
 
 
+def _asks_for_code(query: str) -> bool:
+    verb = _CODE_VERB.search(query)
+    return verb is not None and _CODE_NOUN.search(query, verb.end()) is not None
+
+
 def assess(query: str, decision: RoutingDecision, context_tokens: int) -> Complexity:
+    query = stage1_view(query)
     depth = _BASE_DEPTH[decision.route]
     if decision.reasoning_depth is not None:
         depth = decision.reasoning_depth
@@ -42,7 +61,7 @@ def assess(query: str, decision: RoutingDecision, context_tokens: int) -> Comple
         depth += 1 if len(query) > 1200 and decision.route == "reasoning" else 0
     return Complexity(
         reasoning_depth=max(0, min(10, depth)),
-        code_generation_required=decision.route == "coding" or bool(_CODE_GEN.search(query)),
+        code_generation_required=decision.route == "coding" or _asks_for_code(query),
         estimated_context_tokens=context_tokens,
         code_context=bool(_CODE_MARKERS.search(query)),
     )

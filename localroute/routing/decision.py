@@ -8,7 +8,8 @@ from pydantic import BaseModel, Field
 
 from localroute.routing.types import Route
 
-DecidedBy = Literal["channel", "rules", "classifier", "router_model", "cache"]
+# "deadline": stage 1 did not finish in time and the default route stood (routing/offload.py).
+DecidedBy = Literal["channel", "rules", "classifier", "router_model", "cache", "deadline"]
 
 
 class ToolInvocation(BaseModel):
@@ -26,7 +27,9 @@ class RoutingDecision(BaseModel):
     reason: str
     latency_ms: float = 0.0
     escalated: bool = False  # the router model was asked
-    escalation_error: str | None = None  # why its answer was not used
+    # Why the router model's answer was not used: it failed, was too slow, or (with escalated
+    # False) was not asked because every router slot was busy.
+    escalation_error: str | None = None
     reasoning_depth: int | None = None  # the router model's assessment, when it was asked
 
 

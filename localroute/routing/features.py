@@ -18,6 +18,8 @@ import numpy.typing as npt
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from localroute.bounded_text import stage1_view
+
 HEAD_CHARS = 400
 TAIL_CHARS = 240
 
@@ -40,9 +42,15 @@ _CODE_LINE = re.compile(
 )
 _LATEX = re.compile(r"\$[^$]+\$|\\(frac|sqrt|cdot|times|le|ge|pi|sum|int|mathbf|begin|left|dots)")
 _NUMBER = re.compile(r"(?<![\w.])[$£€]?\d[\d,]*(\.\d+)?%?")
+# A file name's stem is bounded ({1,128}): unbounded, a long run of word characters and dashes
+# would be scanned again from every dash.
 _PATH = re.compile(
-    r"(^|\s)(~|\.{1,2})?/[\w.~/-]+|\b[\w-]+\.(ya?ml|json|txt|md|toml|cfg|ini|log|py|csv)\b"
+    r"(^|\s)(~|\.{1,2})?/[\w.~/-]+|\b[\w-]{1,128}\.(ya?ml|json|txt|md|toml|cfg|ini|log|py|csv)\b"
 )
+# One word character before the name is as good a signal as `\w+` and, unlike it, cannot be
+# retried from every position of a long word.
+_EXCEPTION_NAME = re.compile(r"\w(Error|Exception):")
+_MONEY = re.compile(r"[$£€]\s?\d")
 _SUMMARY_WORDS = re.compile(
     r"\b(summar\w*|tl;?dr|key points|main points|gist|condense|boil\w* (it|this)? ?down|"
     r"short version|sum (it |that |this )?up|recap|overview|main events|digest)\b",
@@ -121,7 +129,9 @@ def text_view(query: str) -> str:
 
 
 def structural_features(query: str) -> list[float]:
-    """Hand-made signals in roughly [0, 1], in the order of `_STRUCT_NAMES`."""
+    """Hand-made signals in roughly [0, 1], in the order of `_STRUCT_NAMES`, read from the
+    query's bounded view (localroute/bounded_text.py)."""
+    query = stage1_view(query)
     lines = [ln for ln in query.splitlines() if ln.strip()]
     n_lines = max(len(lines), 1)
     words = query.split()
@@ -140,11 +150,11 @@ def structural_features(query: str) -> list[float]:
         sum(ln.startswith(("    ", "\t")) for ln in lines) / n_lines,
         sum(ln.lstrip().startswith(("- ", "* ", "#")) for ln in lines) / n_lines,
         1.0 if ('"""' in query or "'''" in query) else 0.0,
-        1.0 if ("Traceback" in query or re.search(r"\w+(Error|Exception):", query)) else 0.0,
+        1.0 if ("Traceback" in query or _EXCEPTION_NAME.search(query)) else 0.0,
         min(len(_LATEX.findall(query)), 5) / 5.0,
         min(numbers, 10) / 10.0,
         digits / max(len(query), 1),
-        1.0 if re.search(r"[$£€]\s?\d", query) else 0.0,
+        1.0 if _MONEY.search(query) else 0.0,
         1.0 if query.rstrip().endswith("?") else 0.0,
         1.0 if first in _SHELL_COMMANDS else 0.0,
         1.0 if _PATH.search(query) else 0.0,

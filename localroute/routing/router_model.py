@@ -7,6 +7,10 @@ from pydantic import BaseModel, Field
 from localroute.client.llm_client import LLMClient
 from localroute.routing.types import Route, ToolHint
 
+ROUTER_ROLE = "router"
+# The router model reads at most this much of the query: the instruction is at its head.
+QUERY_CHARS = 4000
+
 PROMPT = """You route requests for a local assistant. Pick exactly one route:
 - tool: answered by running a local tool with no model (CPU, memory, disk, battery, uptime,
   processes, network, list a directory, read a file, current time, loaded models, telemetry).
@@ -32,8 +36,8 @@ async def ask_router_model(
 ) -> RouterVerdict:
     """Raises the client's typed errors (timeout, bad JSON...) for the caller to record."""
     response = await client.respond(
-        "router",
-        [{"role": "system", "content": PROMPT}, {"role": "user", "content": query[:4000]}],
+        ROUTER_ROLE,
+        [{"role": "system", "content": PROMPT}, {"role": "user", "content": query[:QUERY_CHARS]}],
         response_format=RouterVerdict,
         temperature=0.0,
         timeout=timeout,

@@ -4,6 +4,12 @@ Each rule must never be wrong on the labelled dev set (tests/test_routing_classi
 this); anything doubtful is left to the classifier. Rules are regular expressions over the raw
 query because the cases they catch are syntactic: a bare shell command, a Python signature with
 a docstring, LaTeX, a one-line instruction in front of a long pasted text.
+
+Every pattern is linear in the length of the query (docs/security.md, "Routing on hostile
+input"): a line's leading indentation is `[ \\t]*`, never `\\s*` (which, under MULTILINE, would
+run over every following blank line from every line start), and what a pattern scans after a
+keyword is bounded or cannot be retried from each later position. `apply_rules` reads the
+query's bounded view (localroute/bounded_text.py).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from localroute.bounded_text import stage1_view
 from localroute.routing.types import RuleHit, ToolHint
 
 # A bare command line: the whole query is one short line that a shell would accept.
@@ -85,6 +92,7 @@ _SHOW_FILE = re.compile(
     r"(?P<path>[\w.~/@-]*\.[A-Za-z0-9]{1,6})\s*\??$",
     re.IGNORECASE,
 )
+_EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,6}$")
 _LIST_DIR = re.compile(
     r"^(list|ls|dir)( me)?( the)?( contents of| files in)? (?P<path>~?[\w.@-]*/[\w.~/@-]*)\s*\??$",
     re.IGNORECASE,
@@ -96,12 +104,16 @@ def _show_path(query: str) -> RuleHit | None:
     if _SHOW_FILE.match(text):
         return RuleHit(route="tool", tool_hint="read_file", reason="show-file-path")
     match = _LIST_DIR.match(text)
-    if match and not re.search(r"\.[A-Za-z0-9]{1,6}$", match["path"]):
+    if match and not _EXTENSION.search(match["path"]):
         return RuleHit(route="tool", tool_hint="list_directory", reason="list-directory-path")
     return None
 
 
-_SIGNATURE_DOCSTRING = re.compile(r"^\s*def \w+\([^)]*\)[^:\n]*:\s*\n\s+(\"\"\"|''')", re.MULTILINE)
+# The parameter list may span lines but is bounded: unbounded, every `def f(` of a paste without
+# a closing parenthesis would scan the rest of the text.
+_SIGNATURE_DOCSTRING = re.compile(
+    r"^[ \t]*def \w+\([^)]{0,1000}\)[^:\n]*:[ \t]*\r?\n[ \t]+(\"\"\"|''')", re.MULTILINE
+)
 
 
 def _signature_with_docstring(query: str) -> RuleHit | None:
@@ -142,16 +154,21 @@ def _write_code(query: str) -> RuleHit | None:
     return None
 
 
+# Tried only on queries of at most 1500 characters (`_latex_math`): a scan between delimiters
+# may be retried from each command or `\[` of a line, which that bound keeps under a few
+# hundred thousand steps. The superscript branch stops at the first `^` or `_`, so it cannot.
 _LATEX_MATH = re.compile(
     r"\\boxed|\$[^$\n]*\\(frac|sqrt|cdot|times|le|ge|neq|pi|sum|prod|int|binom|mathbf|"
     r"overline|left|right|dots|ldots|theta|alpha|log|sin|cos|tan)\b[^$\n]*\$|"
-    r"\\\[[^\n]*\\\]|\$[^$\n]*[\^_][^$\n]*\$"
+    r"\\\[[^\n]*\\\]|\$[^$\n^_]*[\^_][^$\n]*\$"
 )
-_CODE_MARKERS = re.compile(r"```|^\s*(def|class|import|for|while|return)\b", re.MULTILINE)
+LATEX_MAX_CHARS = 1500
+_CODE_MARKERS = re.compile(r"```|^[ \t]*(def|class|import|for|while|return)\b", re.MULTILINE)
 
 
 def _latex_math(query: str) -> RuleHit | None:
-    if len(query) <= 1500 and _LATEX_MATH.search(query) and not _CODE_MARKERS.search(query):
+    if (len(query) <= LATEX_MAX_CHARS and _LATEX_MATH.search(query)
+            and not _CODE_MARKERS.search(query)):
         return RuleHit(route="reasoning", reason="latex-math")
     return None
 
@@ -162,8 +179,8 @@ _SUMMARY_ASK = re.compile(
     re.IGNORECASE,
 )
 _CODE_BODY = re.compile(
-    r"^\s*(def |class |import |from \w+ import|function |const |public |#include)|"
-    r"Traceback \(most recent|^\s+at [\w.$]+\(|\berror\[E\d+\]",
+    r"^[ \t]*(def |class |import |from \w+ import|function |const |public |#include)|"
+    r"Traceback \(most recent|^[ \t]+at [\w.$]{1,200}\(|\berror\[E\d+\]",
     re.MULTILINE,
 )
 
@@ -187,14 +204,14 @@ def _summarize_pasted(query: str) -> RuleHit | None:
 
 # A release heading: "## 1.4", "### [0.3.35]", "v5.0.0", "2.7.1 (2025-02-11)"; not "1.5 cups".
 _VERSION_HEADER = re.compile(
-    r"^\s*(#{1,4}\s*\[?v?\d+\.\d+|\[?v\d+\.\d+|\d+\.\d+\.\d+\b)", re.MULTILINE
+    r"^[ \t]*(#{1,4}[ \t]*\[?v?\d+\.\d+|\[?v\d+\.\d+|\d+\.\d+\.\d+\b)", re.MULTILINE
 )
 _CHANGE_LINE = re.compile(
-    r"^\s*([-*]\s*)?(\*\*)?(added|fixed|fix|changed|removed|deprecated|new|improved|breaking|"
+    r"^[ \t]*([-*][ \t]*)?(\*\*)?(added|fixed|fix|changed|removed|deprecated|new|improved|breaking|"
     r"security|feat|chore|perf|docs)\b(\*\*)?\s*[:(-]?",
     re.IGNORECASE | re.MULTILINE,
 )
-_BULLET_LINE = re.compile(r"^\s*[-*]\s+\S", re.MULTILINE)
+_BULLET_LINE = re.compile(r"^[ \t]*[-*][ \t]+\S", re.MULTILINE)
 
 
 def _pasted_changelog(query: str) -> RuleHit | None:
@@ -225,6 +242,7 @@ _RULES: tuple[Callable[[str], RuleHit | None], ...] = (
 
 def apply_rules(query: str) -> RuleHit | None:
     """The first rule that fires on `query`, or None when the case is not unambiguous."""
+    query = stage1_view(query)
     for rule in _RULES:
         hit = rule(query)
         if hit is not None:

@@ -50,7 +50,7 @@ def create_app(
     client = client or LLMClient(profile)
     orchestrator = orchestrator or build_orchestrator(profile, modes=modes, client=client,
                                                       classifier=classifier, roots=settings.roots)
-    admission = Admission(client.gates, settings.max_queue)
+    admission = Admission(client.gates, settings.max_queue, settings.max_tool_requests)
     window = RequestWindow()
     recent: deque[dict[str, Any]] = deque(maxlen=RECENT_REQUESTS)
     if governor is None:

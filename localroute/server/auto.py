@@ -24,8 +24,9 @@ S = TaskState
 
 
 class Admitter:
-    """Admits the request once the pipeline has chosen its role (a tool-only answer needs no
-    model and no admission): the governor's mode first (503), then gate room (429)."""
+    """Admits the request once the pipeline has chosen its role: the governor's mode first
+    (503), then gate room (429). A tool-only answer needs no model and passes no governor, but
+    is admitted too: a bounded number run at once (429 past it)."""
 
     def __init__(self, state: ServerState, tools: list[dict[str, Any]] | None) -> None:
         self.state = state
@@ -34,7 +35,9 @@ class Admitter:
         self.started = time.perf_counter()
 
     def __call__(self, ctx: ExecutionContext) -> None:
-        assert ctx.role is not None
+        if ctx.role is None:  # TOOL_ONLY_EXECUTION
+            self.ticket = admit(self.state, None)
+            return
         self.state.govern(prompt_tokens=estimate_tokens(ctx.messages, self.tools),
                           role=ctx.role, trace_id=ctx.trace_id)
         self.ticket = admit(self.state, ctx.role)

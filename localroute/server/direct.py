@@ -45,8 +45,11 @@ def _routing(trace_id: str, role: str, model: str) -> Routing:
                    decided_by="request", validation="skipped")
 
 
-def admit(state: ServerState, role: str) -> Ticket:
+def admit(state: ServerState, role: str | None) -> Ticket:
+    """A place for a call to `role`, or (None) for a tool-only answer; 429 when full."""
     try:
+        if role is None:
+            return state.admission.admit_tools()
         return state.admission.admit(state.profile.role(role))
     except Overloaded as exc:
         state.metrics.reject("overloaded")

@@ -4,6 +4,10 @@ The client's gates queue without bound; a server in front of many clients must n
 is admitted for a role when, on every gate that role draws from, the calls already admitted (or
 live at the gate) leave room within `capacity + max_queue`. The check and the count happen with
 no await in between, so concurrent requests cannot all slip through one free place.
+
+Tool-only answers need no model and no gate, but each runs a tool in a worker thread; they are
+admitted too, at most `max_tool_requests` at once (429 past it), counted under the pseudo-gate
+TOOLS.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from localroute.client.gates import Gates
 from localroute.config.schema import ResolvedRole
 
 RETRY_AFTER_MAX_S = 60
+TOOLS = "tools"  # the count of tool-only answers running, beside the gates' counts
 EWMA_WEIGHT = 0.2  # how fast the per-role latency estimate follows recent calls
 
 
@@ -40,9 +45,10 @@ class Ticket:
 
 
 class Admission:
-    def __init__(self, gates: Gates, max_queue: int) -> None:
+    def __init__(self, gates: Gates, max_queue: int, max_tool_requests: int = 16) -> None:
         self.gates = gates
         self.max_queue = max_queue
+        self.max_tool_requests = max_tool_requests
         self._admitted: dict[str, int] = {}
         self._latency: dict[str, float] = {}
 
@@ -64,6 +70,16 @@ class Admission:
         for name in names:
             self._admitted[name] = self._admitted.get(name, 0) + 1
         return Ticket(self, role.name, names)
+
+    def admit_tools(self) -> Ticket:
+        """A place for one tool-only answer; Overloaded when `max_tool_requests` are running."""
+        running = self._admitted.get(TOOLS, 0)
+        if running >= self.max_tool_requests:
+            raise Overloaded(
+                f"tool-only answers are busy: {running} are running, the limit is "
+                f"{self.max_tool_requests} (serve --max-tool-requests); retry in 1 s", 1)
+        self._admitted[TOOLS] = running + 1
+        return Ticket(self, TOOLS, [TOOLS])
 
     def release(self, ticket: Ticket, seconds: float | None) -> None:
         for name in ticket.gates:

@@ -6,8 +6,8 @@ over the shared parts (client, router, tools, the telemetry hook): its mode poli
 request's token cap, its model call carries the request's temperature and extra fields, and --
 when the client brings its own tools or a format -- its LLM_CALL step calls the chosen role with
 them and hands tool calls back to the client instead of running them. The request is admitted
-(governance mode, then gate room) when the pipeline first needs a model: a tool-only answer needs
-neither.
+(governance mode, then gate room) when the pipeline first needs a model; a tool-only answer needs
+neither, and is admitted against the limit of tool-only answers running at once.
 """
 
 from __future__ import annotations
@@ -79,8 +79,10 @@ class ServerSteps(Steps):
             role, ctx.conversation, tools=o.tools, response_format=o.response_format,
             max_tokens=max_tokens, temperature=o.temperature, extra_body=o.extra_body)
 
-    async def llm_call(self, ctx: ExecutionContext) -> Outcome:
-        if not self.admitted:  # LLM_CALL runs again after a tool round or a failed validation
+    def refused(self, ctx: ExecutionContext) -> Outcome | None:
+        """Admits the request once (LLM_CALL runs again after a tool round or a failed
+        validation); the FAILED outcome when it is refused."""
+        if not self.admitted:
             try:
                 self.admit(ctx)
             except APIError as exc:
@@ -88,6 +90,15 @@ class ServerSteps(Steps):
                 ctx.error = exc.message
                 return TaskState.FAILED, f"refused ({exc.status}): {exc.message}"
             self.admitted = True
+        return None
+
+    async def tool_only(self, ctx: ExecutionContext) -> Outcome:
+        return self.refused(ctx) or await super().tool_only(ctx)
+
+    async def llm_call(self, ctx: ExecutionContext) -> Outcome:
+        refusal = self.refused(ctx)
+        if refusal is not None:
+            return refusal
         if not self.options.directed:
             return await super().llm_call(ctx)
         assert ctx.role is not None and ctx.routing is not None

@@ -27,6 +27,8 @@ class ServerSettings(BaseModel):
     max_messages: PositiveInt = 256
     # Calls allowed to wait per gate beyond its slots; one more is answered 429.
     max_queue: int = Field(default=8, ge=0)
+    # Tool-only answers (no model) running at once; one more is answered 429.
+    max_tool_requests: PositiveInt = 16
     # Feedback is appended here (JSONL) until the telemetry store takes it over; None: memory only.
     feedback_path: Path | None = None
     # The runs directory the dashboard lists (benchmark runs and A/B tests, `bench --runs`).

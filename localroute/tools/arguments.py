@@ -4,6 +4,11 @@ Hand-written patterns because the phrasings are short and few (see the tool rows
 routing_dev.jsonl) and this runs inside the 2 ms routing budget; anything not recognised is left
 to the tool's defaults, and a required argument that is missing fails validation with a message
 naming the field.
+
+Every pattern is linear in the length of the query (docs/security.md, "Routing on hostile
+input"): a name captured after a keyword (`is X running`, `how much memory is X using`) is at
+most NAME_CHARS long instead of `.+?`, which would scan the rest of the line from every `is`;
+and `arguments_from_query` reads the query's bounded view (localroute/bounded_text.py).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import available_timezones
 
+from localroute.bounded_text import stage1_view
 from localroute.tools.processes import MAX_PROCESSES
 
 # Edge punctuation a person types around a path; a trailing '.' is handled separately so that
@@ -51,15 +57,54 @@ _NUMBER_WORDS = {
 }  # fmt: skip
 _IFACE = re.compile(
     r"\b((?:en|eth|wlan|wlp|enp|eno|ens|wl|utun|bridge|docker|br|veth|awdl|llw|tun|tap|ppp|lo)"
-    r"\d[\w.-]*|lo)\b"
+    r"\d[\w.-]{0,32}|lo)\b"
 )
+# The longest process, folder or model name read from a query. Model ids such as
+# "bartowski/Qwen2.5-Coder-32B-Instruct-GGUF:Q4_K_M" stay under it.
+NAME_CHARS = 128
+_N = f"{{1,{NAME_CHARS}}}"
+_FLAG = re.compile(r"-[A-Za-z]+")
+_HIDDEN = re.compile(r"\b(hidden|dot-?files|including dot)\b", re.I)
+_NAMED_FOLDER = re.compile(rf"\b(?:the\s+|my\s+)?([\w.-]{_N})\s+(?:folder|directory|dir)\b", re.I)
+_HOME_FOLDER = re.compile(r"\bhome\s+(?:folder|directory|dir)\b", re.I)
+_INSIDE = re.compile(rf"\b(?:in|of|inside|under)\s+(?:my\s+|the\s+)?([\w.-]{_N})", re.I)
+_MEMORY_WORD = re.compile(r"\b(mem|memory|ram|rss|swap)\b|memory-")
+_COUNT = re.compile(r"\btop\s+(\d+|[a-z]+)\b|\b(\d+|[a-z]+)\s+(?:\w+\s+)?process")
+_PROCESS_NAMES = tuple(re.compile(p, re.I) for p in (
+    rf"\bis\s+(?:the\s+)?(.{_N}?)\s+(?:app\s+|process\s+)?(?:still\s+)?running\b",
+    r"\bhow much (?:memory|ram|cpu)\s+(?:is|are|does|do)\s+(?:the\s+)?"
+    rf"(.{_N}?)\s+(?:process(?:es)?\s+|app\s+)?(?:using|use|taking|eating|consuming)\b",
+    r"\b(?:pgrep|pidof)\s+(?:-\w+\s+)*(\S+)",
+    r"\bgrep\s+(?:-\w+\s+)*(\S+)",
+    rf"\b([\w.+-]{_N})\s+process(?:es)?\b",
+))
+_DF = re.compile(r"^\s*df\b")  # `^`: tried at the start only, even by a search
+_ALL_DISKS = re.compile(
+    r"\b(?:all|every|each)\s+(?:the\s+)?(?:disks?|drives?|partitions?|volumes?|mounts?)\b", re.I)
+# Zone names have at most three parts (America/Argentina/Buenos_Aires), none over 32 characters.
+_ZONE = re.compile(r"\b([A-Z][A-Za-z_]{1,32}(?:/[A-Z][A-Za-z_-]{1,32}){1,3})\b")
+_UTC = re.compile(r"\b(UTC|GMT|Zulu)\b")
+# A place is looked up by the last part of a zone name, at most 14 characters
+# ("Port-au-Prince"); 32 is ample and keeps `in ...` from being scanned to the end of the text
+# from every `in`.
+_PLACE = re.compile(
+    r"\b(?:in|at)\s+([A-Za-z][A-Za-z .'-]{0,31}?)\s*(?:\?|!|\.|$|\bright now\b|\bnow\b|\btoday\b)"
+)
+_MODEL_NAME = re.compile(rf"\bis\s+(.{_N}?)\s+(?:loaded|running|available|served|up)\b", re.I)
 
 
 def _clean(token: str) -> str:
     token = token.strip(_EDGE)
-    while token.endswith(".") and token not in {".", ".."} and not token.endswith("/.."):
-        token = token[:-1]
-    return token
+    if token in {".", ".."} or token.endswith("/.."):
+        return token
+    # Full stops come off in one slice (one at a time would copy a long run of dots once per
+    # dot), but '..' and a trailing '/..' survive as above.
+    bare = token.rstrip(".")
+    if bare.endswith("/") and token.endswith(".."):
+        return bare + ".."
+    if not bare and token:
+        return ".."
+    return bare
 
 
 def _tokens(query: str) -> list[str]:
@@ -91,22 +136,18 @@ def _words(query: str) -> list[str]:
 def _list_directory(query: str) -> dict[str, Any]:
     args: dict[str, Any] = {}
     words = _words(query)
-    flags = [t for t in query.split() if re.fullmatch(r"-[A-Za-z]+", t)]
-    if any("a" in f.lower() for f in flags) or re.search(
-        r"\b(hidden|dot-?files|including dot)\b", query, re.I
-    ):
+    flags = [t for t in query.split() if _FLAG.fullmatch(t)]
+    if any("a" in f.lower() for f in flags) or _HIDDEN.search(query):
         args["show_hidden"] = True
     path = _path_token(query)
     if path is None:
-        folder = re.search(
-            r"\b(?:the\s+|my\s+)?([\w.-]+)\s+(?:folder|directory|dir)\b", query, re.I
-        )
+        folder = _NAMED_FOLDER.search(query)
         if folder and folder.group(1).lower() not in _LIST_STOP | {"home"}:
             path = folder.group(1)
-        elif re.search(r"\bhome\s+(?:folder|directory|dir)\b", query, re.I):
+        elif _HOME_FOLDER.search(query):
             path = "~"
     if path is None:
-        inside = re.search(r"\b(?:in|of|inside|under)\s+(?:my\s+|the\s+)?([\w.-]+)", query, re.I)
+        inside = _INSIDE.search(query)
         if inside and inside.group(1).lower() in _HOME_FOLDERS:
             path = inside.group(1)
     if path is None and words and words[0] in {"ls", "dir", "ll", "tree"}:
@@ -119,12 +160,15 @@ def _list_directory(query: str) -> dict[str, Any]:
 
 
 _READ_VERBS = r"cat|less|more|head|tail|bat|open|show|print|read|view|display|see"
+_READ_AFTER_VERB = re.compile(rf"\b(?:{_READ_VERBS})\b\s+(.*)$", re.I)
 
 
 def _read_file(query: str) -> dict[str, Any]:
     path = _path_token(query)
     if path is None:
-        after = re.search(rf"\b(?:{_READ_VERBS})\b\s+(.*)$", query, re.I)
+        # `(.*)$` asks for the verb on the last line; searching only that line keeps `.*` from
+        # scanning to the end of an earlier line from every verb on it.
+        after = _READ_AFTER_VERB.search(query.rsplit("\n", 1)[-1])
         if after:
             candidates = [t for t in _tokens(after.group(1)) if not t.startswith("-")]
             rest = [t for t in candidates if t.lower() not in _READ_STOP]
@@ -136,9 +180,9 @@ def _read_file(query: str) -> dict[str, Any]:
 def _processes(query: str) -> dict[str, Any]:
     args: dict[str, Any] = {}
     lowered = query.lower()
-    if re.search(r"\b(mem|memory|ram|rss|swap)\b|memory-", lowered):
+    if _MEMORY_WORD.search(lowered):
         args["sort_by"] = "memory"
-    count = re.search(r"\btop\s+(\d+|[a-z]+)\b|\b(\d+|[a-z]+)\s+(?:\w+\s+)?process", lowered)
+    count = _COUNT.search(lowered)
     if count:
         word = count.group(1) or count.group(2)
         number = int(word) if word.isdigit() else _NUMBER_WORDS.get(word)
@@ -152,16 +196,8 @@ def _processes(query: str) -> dict[str, Any]:
 
 
 def _process_name(query: str) -> str | None:
-    patterns = (
-        r"\bis\s+(?:the\s+)?(.+?)\s+(?:app\s+|process\s+)?(?:still\s+)?running\b",
-        r"\bhow much (?:memory|ram|cpu)\s+(?:is|are|does|do)\s+(?:the\s+)?(.+?)\s+"
-        r"(?:process(?:es)?\s+|app\s+)?(?:using|use|taking|eating|consuming)\b",
-        r"\b(?:pgrep|pidof)\s+(?:-\w+\s+)*(\S+)",
-        r"\bgrep\s+(?:-\w+\s+)*(\S+)",
-        r"\b([\w.+-]+)\s+process(?:es)?\b",
-    )
-    for pattern in patterns:
-        for match in re.finditer(pattern, query, re.I):
+    for pattern in _PROCESS_NAMES:
+        for match in pattern.finditer(query):
             name = _clean(match.group(1))
             words = name.lower().split()
             if (
@@ -178,13 +214,9 @@ def _disk(query: str) -> dict[str, Any]:
     path = _path_token(query, rooted_only=True)
     if path is not None:
         return {"path": path}
-    if re.search(r"\bhome\s+(?:folder|directory|dir)\b", query, re.I):
+    if _HOME_FOLDER.search(query):
         return {"path": "~"}
-    if re.match(r"\s*df\b", query) or re.search(
-        r"\b(?:all|every|each)\s+(?:the\s+)?(?:disks?|drives?|partitions?|volumes?|mounts?)\b",
-        query,
-        re.I,
-    ):
+    if _DF.match(query) or _ALL_DISKS.search(query):
         return {"all_partitions": True}
     return {}
 
@@ -211,15 +243,12 @@ def _zones_by_city() -> dict[str, str]:
 
 
 def _time(query: str) -> dict[str, Any]:
-    explicit = re.search(r"\b([A-Z][A-Za-z_]+(?:/[A-Z][A-Za-z_-]+)+)\b", query)
+    explicit = _ZONE.search(query)
     if explicit and explicit.group(1) in _zone_names():
         return {"timezone": explicit.group(1)}
-    if re.search(r"\b(UTC|GMT|Zulu)\b", query):
+    if _UTC.search(query):
         return {"timezone": "UTC"}
-    place = re.search(
-        r"\b(?:in|at)\s+([A-Za-z][A-Za-z .'-]*?)\s*(?:\?|!|\.|$|\bright now\b|\bnow\b|\btoday\b)",
-        query,
-    )
+    place = _PLACE.search(query)
     if place:
         zone = _zones_by_city().get(place.group(1).strip().lower())
         if zone:
@@ -228,7 +257,7 @@ def _time(query: str) -> dict[str, Any]:
 
 
 def _models(query: str) -> dict[str, Any]:
-    match = re.search(r"\bis\s+(.+?)\s+(?:loaded|running|available|served|up)\b", query, re.I)
+    match = _MODEL_NAME.search(query)
     if match:
         name = _clean(match.group(1))
         if name.lower() not in {"it", "anything", "something", "a model", "any model", "what"}:
@@ -265,4 +294,4 @@ def arguments_from_query(tool_name: str, query: str) -> dict[str, Any]:
         raise ValueError(
             f"no argument filler for tool {tool_name!r}; built-in tools: {known}"
         ) from None
-    return extract(query.strip())
+    return extract(stage1_view(query).strip())

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 
+from localroute.bounded_text import stage1_view
 from localroute.client.parsing import extract_json, has_leaked_markup
 
 _WANTS_JSON = re.compile(r"\b(as|in|return|output|respond with|give me)\b[^.?!]{0,30}\bjson\b",
                          re.IGNORECASE)
 _WANTS_LIST = re.compile(r"\b(bullet(ed)? (points|list)|as a list|numbered list|list of \d+)\b",
                          re.IGNORECASE)
-_LIST_LINE = re.compile(r"^\s*([-*•]|\d+[.)])\s+\S", re.MULTILINE)
+# `[ \t]*`, not `\s*`: under MULTILINE that would run over every following blank line from
+# every line start of a run of blank lines.
+_LIST_LINE = re.compile(r"^[ \t]*([-*•]|\d+[.)])[ \t]+\S", re.MULTILINE)
 # A number presented as a measurement: "87%", "12.5 GB", "3 GiB", "4 cores", "65 °C".
 _MEASURE = re.compile(
     r"(?<![\w.])(\d+(?:[.,]\d+)?)\s*(%|percent|[KMGT]i?B\b|cores?\b|°C|days?\b|hours?\b|MHz|GHz)",
@@ -49,6 +52,7 @@ def check_answer(
         return ["the answer is empty"]
     if finish_reason == "length":
         failures.append("the answer stopped at the token limit and is incomplete")
+    question = stage1_view(question)  # what was asked is at its head or tail
     leaked = has_leaked_markup(answer)
     if leaked:
         failures.append("the answer contains leaked markup: " + ", ".join(leaked))
