@@ -17,8 +17,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from localroute.evaluation.code_grader import grade_code_rows
-from localroute.evaluation.sandbox import SandboxConfig, capabilities
+from localroute.evaluation.graders.code import grade_code_rows
+from localroute.evaluation.sandbox.program import SandboxConfig, capabilities
 from tests.support.code_solutions import RIGHT
 from tests.support.paths import EVAL_DATA
 

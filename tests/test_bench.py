@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from localroute.config.schema import ResolvedRole
-from localroute.evaluation.compare import compare_runs
-from localroute.evaluation.runner import regrade
-from localroute.evaluation.store import RunStore, load_run
-from localroute.evaluation.suite_base import BenchItem
-from localroute.evaluation.suites import CodeSuite, extract_code, get_suite
-from localroute.evaluation.summary import summarize
-from localroute.evaluation.system_suite import Scenario, SystemSuite, grade_answer, render_snapshot
+from localroute.evaluation.reports.compare import compare_runs
+from localroute.evaluation.reports.summary import summarize
+from localroute.evaluation.suites.base import BenchItem
+from localroute.evaluation.suites.registry import CodeSuite, extract_code, get_suite
+from localroute.evaluation.suites.runner import regrade
+from localroute.evaluation.suites.store import RunStore, load_run
+from localroute.evaluation.suites.system import Scenario, SystemSuite, grade_answer, render_snapshot
 from tests.support.paths import EVAL_DATA
 from tests.support.servers import MODEL_ALIAS, LlamaServer
 

@@ -1,6 +1,6 @@
 """Tests for the math answer grader.
 
-The triples in ``localroute/evaluation/data/math_grader_cases.jsonl`` tagged
+The triples in ``localroute/evaluation/suites/data/math_grader_cases.jsonl`` tagged
 ``math-verify-style`` are written in the spirit of the test-suite of Math-Verify
 (huggingface/Math-Verify, Apache-2.0), whose package is not shipped with its tests; the others
 are the hard cases from the issue and extraction cases written for this project.
@@ -28,7 +28,7 @@ from localroute.evaluation.math_grader import (
 from localroute.evaluation.math_normalize import normalize
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES = ROOT / "localroute" / "evaluation" / "data" / "math_grader_cases.jsonl"
+CASES = ROOT / "localroute" / "evaluation" / "suites" / "data" / "math_grader_cases.jsonl"
 HOLDOUT = ROOT / "tests" / "data" / "math_grader_holdout.jsonl"
 VERDICTS = {"equivalent", "not_equivalent", "no_answer", "timeout", "error"}
 

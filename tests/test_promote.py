@@ -11,11 +11,17 @@ import pytest
 
 from localroute.cli.main import run
 from localroute.config.loader import PACKAGED_MODELS, load_config, resolve_profile
-from localroute.evaluation import history as history_mod
-from localroute.evaluation.history import History, HistoryError, check_editable
-from localroute.evaluation.promote import estimate_memory, promote, rollback
-from localroute.evaluation.store import RunManifest, RunStore, SampleError, SampleRow, sample_key
-from localroute.evaluation.suite_base import Grade
+from localroute.evaluation.promotion import history as history_mod
+from localroute.evaluation.promotion.history import History, HistoryError, check_editable
+from localroute.evaluation.promotion.promote import estimate_memory, promote, rollback
+from localroute.evaluation.suites.base import Grade
+from localroute.evaluation.suites.store import (
+    RunManifest,
+    RunStore,
+    SampleError,
+    SampleRow,
+    sample_key,
+)
 
 CONFIG = """# my stack -- comments must survive a promotion and a rollback
 version: 1

@@ -17,14 +17,14 @@ from typing import Any
 import psutil
 import pytest
 
-from localroute.evaluation.code_grader import (
+from localroute.evaluation.graders.code import (
     build_program,
     defines,
     grade_code_file,
     grade_code_rows,
     summarize,
 )
-from localroute.evaluation.sandbox import (
+from localroute.evaluation.sandbox.program import (
     CheckSpec,
     SandboxConfig,
     SandboxResult,

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from localroute.evaluation.code_grader import grade_code_rows
-from localroute.evaluation.sandbox import SandboxConfig, Verdict, capabilities, run_program
-from localroute.evaluation.suites import get_suite
+from localroute.evaluation.graders.code import grade_code_rows
+from localroute.evaluation.sandbox.program import SandboxConfig, Verdict, capabilities, run_program
+from localroute.evaluation.suites.registry import get_suite
 from tests.support.hostile import (
     CANARY_BASHRC,
     CANARY_DB,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from localroute.evaluation.code_grader import CodeRowError, build_program, defines, grade_code_file
+from localroute.evaluation.graders.code import CodeRowError, build_program, defines, grade_code_file
 from tests.support.paths import EVAL_DATA
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from localroute.evaluation import sandbox_codec as codec
-from localroute.evaluation.sandbox_checker import CandidateError, Channel, ProgramGone, run_checks
-from localroute.evaluation.sandbox_models import Verdict
-from localroute.evaluation.sandbox_verdict import RunRecord, decide
+from localroute.evaluation.sandbox import codec as codec
+from localroute.evaluation.sandbox.checker import CandidateError, Channel, ProgramGone, run_checks
+from localroute.evaluation.sandbox.models import Verdict
+from localroute.evaluation.sandbox.verdict import RunRecord, decide
 
 # --- the codec ---------------------------------------------------------------------------------
 

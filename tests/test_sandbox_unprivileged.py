@@ -37,8 +37,8 @@ from tests.support.sandbox import TEST_UID, env_for, python_for, scratch_in_view
 # Runs as TEST_UID: grades the rows and the escape program, prints everything as JSON.
 DRIVER = textwrap.dedent("""
     import json, sys
-    from localroute.evaluation.code_grader import grade_code_rows
-    from localroute.evaluation.sandbox import SandboxConfig, capabilities, run_program
+    from localroute.evaluation.graders.code import grade_code_rows
+    from localroute.evaluation.sandbox.program import SandboxConfig, capabilities, run_program
 
     spec = json.load(open(sys.argv[1]))
     config = SandboxConfig(**spec["config"])
@@ -121,7 +121,7 @@ def test_no_forgery_passes_for_an_unprivileged_grader(graded: dict[str, Any]) ->
 def test_without_setpriv_an_unprivileged_grader_is_refused() -> None:
     # unshare alone would leave the program every capability of its user namespace: it could
     # unmount the tmpfs over the homes. Without setpriv the run must not happen.
-    driver = ("import json; from localroute.evaluation.sandbox import run_program; "
+    driver = ("import json; from localroute.evaluation.sandbox.program import run_program; "
               "print(run_program('print(1)').model_dump_json())")
     with (
         scratch_in_view("home", owner=TEST_UID) as home,

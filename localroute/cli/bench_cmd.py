@@ -19,7 +19,7 @@ from localroute.cli.common import (
     run_async,
     state,
 )
-from localroute.evaluation.suite_base import SuiteError
+from localroute.evaluation.suites.base import SuiteError
 
 AllowWeakOpt = typer.Option(
     False, "--allow-weak-sandbox", help="code suite: grade even where the sandbox cannot set up "
@@ -53,7 +53,7 @@ def _bench_command(suite: str) -> Callable[..., None]:
         allow_weak_sandbox: bool = AllowWeakOpt,
         as_json: bool = JsonOpt,
     ) -> None:
-        from localroute.evaluation.runner import BenchOptions, run_bench
+        from localroute.evaluation.suites.runner import BenchOptions, run_bench
 
         options = BenchOptions(
             suite=suite, role=role, samples=samples, limit=limit, concurrency=concurrency,
@@ -99,8 +99,8 @@ def regrade_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Grade a run's logged outputs again with the current graders; no model is called."""
-    from localroute.evaluation.runner import regrade
-    from localroute.evaluation.store import RunStore
+    from localroute.evaluation.suites.runner import regrade
+    from localroute.evaluation.suites.store import RunStore
 
     code = RunStore(run_dir).exists() and RunStore(run_dir).read_manifest().suite == "code"
     weak = _sandbox_notice(allow_weak_sandbox) if code else None
@@ -121,8 +121,8 @@ def regrade_cmd(
 def _sandbox_notice(allow_weak: bool) -> str | None:
     """Refuse a code run before any model call when the sandbox cannot isolate graded code here
     (unless allowed); the line naming the missing protections of an allowed weak run."""
-    from localroute.evaluation.sandbox_caps import capabilities, describe_missing
-    from localroute.evaluation.sandbox_models import SandboxConfig
+    from localroute.evaluation.sandbox.caps import capabilities, describe_missing
+    from localroute.evaluation.sandbox.models import SandboxConfig
 
     caps = capabilities(SandboxConfig(allow_weak=allow_weak))
     if caps.error:
@@ -153,8 +153,8 @@ def compare_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Two bench runs of the same suite side by side, with a paired sign test."""
-    from localroute.evaluation.compare import compare_runs, render_compare_md
-    from localroute.evaluation.store import load_run
+    from localroute.evaluation.reports.compare import compare_runs, render_compare_md
+    from localroute.evaluation.suites.store import load_run
 
     comparison = compare_runs(load_run(run_a), load_run(run_b))
     text = render_compare_md(comparison)
@@ -245,7 +245,7 @@ def promote_cmd(
 ) -> None:
     """Switch a role to a new model when the evidence meets the promotion rules."""
     from localroute.config.loader import config_path, load_config, resolve_profile
-    from localroute.evaluation.promote import promote
+    from localroute.evaluation.promotion.promote import promote
 
     name = _explicit_profile(profile)
     file = config_path(state.config)
@@ -276,7 +276,7 @@ def rollback_cmd(
 ) -> None:
     """Restore models.yaml exactly as it was before the role's last promotion."""
     from localroute.config.loader import config_path
-    from localroute.evaluation.promote import rollback
+    from localroute.evaluation.promotion.promote import rollback
 
     file = config_path(state.config)
     entry = rollback(file, _explicit_profile(profile), role, force)
@@ -302,8 +302,8 @@ def check_rollback_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Exit 0 when no rollback trigger fires, 3 when one does (1 error, 2 bad input)."""
-    from localroute.evaluation.promote import check_rollback, latest_run
-    from localroute.evaluation.store import load_run
+    from localroute.evaluation.promotion.promote import check_rollback, latest_run
+    from localroute.evaluation.suites.store import load_run
 
     active = run_async(active_profile(profile))
     current = active.role(role)

@@ -178,9 +178,9 @@ def grade_code(
     as_json: bool = JsonOpt,
 ) -> None:
     """Run each completion in the sandbox against its tests; one verdict per row."""
-    from localroute.evaluation.code_grader import grade_code_file, summarize
-    from localroute.evaluation.sandbox_caps import capabilities, describe_missing
-    from localroute.evaluation.sandbox_models import SandboxConfig
+    from localroute.evaluation.graders.code import grade_code_file, summarize
+    from localroute.evaluation.sandbox.caps import capabilities, describe_missing
+    from localroute.evaluation.sandbox.models import SandboxConfig
 
     config = SandboxConfig(allow_weak=allow_weak_sandbox)
     results = grade_code_file(file, config, concurrency=concurrency)

@@ -20,11 +20,11 @@ from pydantic import BaseModel, Field
 from localroute.client.llm_client import LLMClient
 from localroute.client.parsing import split_reasoning
 from localroute.config.schema import ResolvedProfile, ResolvedRole
-from localroute.evaluation.runner import bench_role, git_commit
 from localroute.evaluation.stats import ABStats, Outcome, ab_stats
-from localroute.evaluation.store import now_iso
-from localroute.evaluation.suite_base import BenchItem, Grade, Sampling, Suite, SuiteError
-from localroute.evaluation.suites import get_suite
+from localroute.evaluation.suites.base import BenchItem, Grade, Sampling, Suite, SuiteError
+from localroute.evaluation.suites.registry import get_suite
+from localroute.evaluation.suites.runner import bench_role, git_commit
+from localroute.evaluation.suites.store import now_iso
 from localroute.types import LLMError
 
 Side = Literal["a", "b", "tie", "invalid"]
@@ -112,7 +112,7 @@ def resolve_side(profile: ResolvedProfile, spec: str, name: str, base: str | Non
 
 
 def load_queries(path: Path, limit: int | None) -> list[BenchItem]:
-    from localroute.evaluation.suite_base import read_jsonl
+    from localroute.evaluation.suites.base import read_jsonl
 
     rows = read_jsonl(path, ("query",))
     items = [BenchItem(id=str(r.get("id", f"q{i + 1}")), subject=str(r.get("subject", "all")),

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from localroute.evaluation.ab import AbResult, AbRow
-from localroute.evaluation.report_html import CSS, environment
-from localroute.evaluation.report_md import num, table
+from localroute.evaluation.reports.html import CSS, environment
+from localroute.evaluation.reports.markdown import num, table
+from localroute.evaluation.reports.svg import histogram_svg
 from localroute.evaluation.stats import quantiles, wilson
-from localroute.evaluation.svg import histogram_svg
 
 SIGNIFICANCE = 0.05
 

@@ -3,7 +3,7 @@ too, so the tests read nothing outside the repository)."""
 
 from pathlib import Path
 
-from localroute.evaluation.suite_base import DEFAULT_DATA_DIR
+from localroute.evaluation.suites.base import DEFAULT_DATA_DIR
 from localroute.routing.training import DEFAULT_DEV_PATH
 
 REPO = Path(__file__).resolve().parents[2]

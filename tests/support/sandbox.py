@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from localroute.evaluation.sandbox_mounts import under
-from localroute.evaluation.sandbox_paths import mask_plan
+from localroute.evaluation.sandbox.mounts import under
+from localroute.evaluation.sandbox.paths import mask_plan
 from tests.support.paths import REPO
 
 # Ids of the suite's own: no account has them, so nothing else on the machine runs as them.

@@ -1,1 +1,1 @@
-"""graders of localroute's evaluation."""
+"""Graders: code.py (a completion run in the sandbox against its tests)."""

@@ -20,7 +20,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from localroute.evaluation.sandbox import CheckSpec, SandboxConfig, SandboxResult, run_program
+from localroute.evaluation.sandbox.program import (
+    CheckSpec,
+    SandboxConfig,
+    SandboxResult,
+    run_program,
+)
 from localroute.jsonl import read_objects
 
 _STDERR_TAIL = 2000

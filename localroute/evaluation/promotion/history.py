@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from localroute.config.loader import PACKAGED_MODELS, ConfigError, load_config
-from localroute.evaluation.store import now_iso
+from localroute.evaluation.suites.store import now_iso
 
 
 class HistoryError(ValueError):

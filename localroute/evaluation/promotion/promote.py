@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from localroute.config.loader import load_config
 from localroute.config.schema import ResolvedProfile, ResolvedRole
-from localroute.evaluation.history import (
+from localroute.evaluation.promotion.history import (
     History,
     HistoryEntry,
     HistoryError,
@@ -28,9 +28,9 @@ from localroute.evaluation.history import (
     sha256,
     validate_text,
 )
-from localroute.evaluation.store import Run, load_run
-from localroute.evaluation.suite_base import is_reasoning_role
-from localroute.evaluation.summary import RunSummary, summarize
+from localroute.evaluation.reports.summary import RunSummary, summarize
+from localroute.evaluation.suites.base import is_reasoning_role
+from localroute.evaluation.suites.store import Run, load_run
 
 PROMOTE_MIN_ACCURACY = 0.90
 ROLLBACK_MIN_ACCURACY = 0.80
@@ -202,7 +202,7 @@ def check_rollback(profile: ResolvedProfile, role_name: str, run: Run,
 
 def latest_run(runs_dir: Path, role: str, model: str) -> Path | None:
     """The newest bench run under `runs_dir` of this role and model."""
-    from localroute.evaluation.store import RunStore, RunStoreError
+    from localroute.evaluation.suites.store import RunStore, RunStoreError
 
     found: list[tuple[str, Path]] = []
     for manifest in runs_dir.glob("*/manifest.json"):

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from localroute.evaluation.report_md import num, quantile_row, table
+from localroute.evaluation.reports.markdown import num, quantile_row, table
+from localroute.evaluation.reports.summary import RunSummary, summarize
 from localroute.evaluation.stats import Interval, sign_test
-from localroute.evaluation.store import Run
-from localroute.evaluation.summary import RunSummary, summarize
+from localroute.evaluation.suites.store import Run
 
 
 class Paired(BaseModel):

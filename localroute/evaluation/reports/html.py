@@ -12,10 +12,10 @@ from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
-from localroute.evaluation.report_md import num
-from localroute.evaluation.store import Run
-from localroute.evaluation.summary import RunSummary
-from localroute.evaluation.svg import histogram_svg
+from localroute.evaluation.reports.markdown import num
+from localroute.evaluation.reports.summary import RunSummary
+from localroute.evaluation.reports.svg import histogram_svg
+from localroute.evaluation.suites.store import Run
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:72rem;color:#222;padding:0 1rem}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from localroute.evaluation.reports.summary import GroupSummary, RunSummary
 from localroute.evaluation.stats import Quantiles
-from localroute.evaluation.store import Run
-from localroute.evaluation.summary import GroupSummary, RunSummary
+from localroute.evaluation.suites.store import Run
 
 
 def cell(value: object, width: int = 60) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pydantic import BaseModel
 
 from localroute.evaluation.stats import Interval, Quantiles, mean_pass_at_k, quantiles, wilson
-from localroute.evaluation.store import Run, SampleRow
+from localroute.evaluation.suites.store import Run, SampleRow
 
 
 class GroupSummary(BaseModel):

@@ -20,10 +20,10 @@ import sys
 
 from pydantic import BaseModel, Field
 
-from localroute.evaluation.sandbox_models import SandboxConfig
-from localroute.evaluation.sandbox_mounts import PROTECTION, under
-from localroute.evaluation.sandbox_paths import mask_plan
-from localroute.evaluation.sandbox_supervisor import SETPRIV_DROP
+from localroute.evaluation.sandbox.models import SandboxConfig
+from localroute.evaluation.sandbox.mounts import PROTECTION, under
+from localroute.evaluation.sandbox.paths import mask_plan
+from localroute.evaluation.sandbox.supervisor import SETPRIV_DROP
 
 _PROBE_TIMEOUT_S = 10.0
 _MIN_VERSION = (3, 8)

@@ -2,8 +2,8 @@
 
 Started by `sandbox.run_program` outside the sandbox, as the grader's user, never inside it. The
 tests (dataset code, trusted) run here with the entry point bound to a stand-in that sends each
-call's arguments to the program (`sandbox_runner.py`) as plain data and returns the plain data it
-answers (`sandbox_codec`). The program cannot reach this process: it holds no descriptor of it,
+call's arguments to the program (`sandbox/runner.py`) as plain data and returns the plain data it
+answers (`sandbox/codec`). The program cannot reach this process: it holds no descriptor of it,
 cannot see it (own PID namespace) or trace it (another uid, or no capabilities; and this process
 makes itself non-dumpable), so the only thing it can influence is the values the tests compare.
 
@@ -26,7 +26,7 @@ import sys
 import traceback
 from typing import IO, Any, NoReturn
 
-from localroute.evaluation import sandbox_codec as codec
+from localroute.evaluation.sandbox import codec as codec
 
 _PR_SET_DUMPABLE = 4
 TESTS_FILE = "<tests>"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from localroute.config.telemetry import state_dir
-from localroute.evaluation.sandbox_mounts import mountinfo, under
+from localroute.evaluation.sandbox.mounts import mountinfo, under
 
 MaskKind = Literal["home", "state", "run", "scratch"]
 _SCAN_DEPTH = 4

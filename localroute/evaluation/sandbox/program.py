@@ -3,14 +3,14 @@
 Layers, from the outside in:
   grader (this module)       -- new session, stdout/stderr capped, backstop timeout, then kills
                                 the session and sweeps for survivors (uid, pid namespace, run id)
-  sandbox_checker.py         -- beside the sandbox, trusted: runs the tests, calling the program
-                                for its answers over two pipes of plain data (`sandbox_codec`)
+  sandbox/checker.py         -- beside the sandbox, trusted: runs the tests, calling the program
+                                for its answers over two pipes of plain data (`sandbox/codec`)
   unshare (where allowed)    -- new user (when not root), network, PID and mount namespaces
-  sandbox_supervisor.py      -- pid 1 there: read-only root, tmpfs over homes, state, /run and
-                                world-writable dirs (`sandbox_mounts`), uid or capability drop,
+  sandbox/supervisor.py      -- pid 1 there: read-only root, tmpfs over homes, state, /run and
+                                world-writable dirs (`sandbox/mounts`), uid or capability drop,
                                 rlimits, wall clock, kills the program's leftovers
-  sandbox_runner.py          -- in the program's process: loads it, answers the calls
-`sandbox_verdict.decide` turns the checker's and the supervisor's reports into the verdict; the
+  sandbox/runner.py          -- in the program's process: loads it, answers the calls
+`sandbox/verdict.decide` turns the checker's and the supervisor's reports into the verdict; the
 program holds neither report's pipe, so what it writes or patches cannot make itself `passed`.
 A sandbox that could not be set up gives `sandbox_error`, never a pass or a fail of the program.
 """
@@ -33,9 +33,9 @@ from typing import IO, Any
 
 import psutil
 
-from localroute.evaluation.sandbox_caps import SandboxCapabilities, capabilities
-from localroute.evaluation.sandbox_models import CheckSpec, SandboxConfig, SandboxResult, Verdict
-from localroute.evaluation.sandbox_verdict import RunRecord, decide
+from localroute.evaluation.sandbox.caps import SandboxCapabilities, capabilities
+from localroute.evaluation.sandbox.models import CheckSpec, SandboxConfig, SandboxResult, Verdict
+from localroute.evaluation.sandbox.verdict import RunRecord, decide
 
 __all__ = [
     "CheckSpec",
@@ -49,7 +49,7 @@ __all__ = [
 
 # The supervisor and the checker run with `python -I -S` (no site, no environment): the package
 # root goes on their path by hand, so they import this package's modules and nothing else.
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 _BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from {} import main; main()"
 _BACKSTOP_GRACE_S = 5.0
 _CHECKER_GRACE_S = 5.0
@@ -155,7 +155,7 @@ def _run(
         "reply_fd": reply_w,
         "run_id": run.run_id,
     }
-    supervisor = _python("localroute.evaluation.sandbox_supervisor", json.dumps(spec))
+    supervisor = _python("localroute.evaluation.sandbox.supervisor", json.dumps(spec))
     command = (
         [caps.unshare, *caps.unshare_flags, "--", *supervisor] if caps.unshare_flags else supervisor
     )
@@ -168,7 +168,7 @@ def _run(
     }
     started = time.monotonic()
     try:
-        checker = _start(_python("localroute.evaluation.sandbox_checker"), base,
+        checker = _start(_python("localroute.evaluation.sandbox.checker"), base,
                          (request_w, reply_r, verdict_w), stdout=subprocess.DEVNULL)
         try:
             proc = _start([str(part) for part in command], base, (report_w, request_r, reply_w))

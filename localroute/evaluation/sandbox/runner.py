@@ -2,8 +2,8 @@
 
 Nothing this process says is trusted: the program can patch anything in it (`os._exit`,
 `json.dumps`, builtins) and write anything to its descriptors. So it reports no verdict. It only
-answers the trusted checker (`sandbox_checker.py`, outside the sandbox) over two pipes with plain
-data (`sandbox_codec`): "hello" before the program runs, then "ready" or "load_error", then one
+answers the trusted checker (`sandbox/checker.py`, outside the sandbox) over two pipes with plain
+data (`sandbox/codec`): "hello" before the program runs, then "ready" or "load_error", then one
 reply per call: the return value, or the type name and message of the exception raised. The
 checker runs the tests and decides; a lying program can only give wrong answers.
 

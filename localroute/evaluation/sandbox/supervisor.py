@@ -3,7 +3,7 @@
 It is pid 1 of the run's namespaces where `unshare` made them (so the program is never pid 1,
 whose signal rules differ), else a plain child of the grader. It holds the privileges the program
 must not have (root, or all capabilities of its user namespace): it sets up the file-system view
-(`sandbox_mounts`), writes the program (read from stdin) into a fresh directory, starts the runner
+(`sandbox/mounts`), writes the program (read from stdin) into a fresh directory, starts the runner
 without privileges -- another uid, or no capabilities through util-linux `setpriv` -- with the
 rlimits and no_new_privs, enforces the wall clock, kills everything the program left behind and
 reports on a pipe the program does not hold. Where part of the isolation fails it reports
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from localroute.evaluation.sandbox_mounts import isolate
+from localroute.evaluation.sandbox.mounts import isolate
 
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
@@ -156,8 +156,8 @@ def main() -> None:
     protections = ["subreaper"] if _prctl(_PR_SET_CHILD_SUBREAPER, 1) else []
     try:
         # Read before the mounts: the package itself may live under a hidden home or /tmp.
-        runner = (_HERE / "sandbox_runner.py").read_text(encoding="utf-8")
-        codec = (_HERE / "sandbox_codec.py").read_text(encoding="utf-8")
+        runner = (_HERE / "runner.py").read_text(encoding="utf-8")
+        codec = (_HERE / "codec.py").read_text(encoding="utf-8")
         workdir, established, missing = _setup(spec, source)
     except OSError as exc:
         _report(report_fd, {"event": "setup_error", "reason": f"preparing the workdir: {exc}"})

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from localroute.evaluation.sandbox_models import SandboxResult, Verdict
+from localroute.evaluation.sandbox.models import SandboxResult, Verdict
 
 _MEMORY_MARKERS = ("MemoryError", "Cannot allocate memory", "out of memory")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from localroute.config.schema import ResolvedRole
-from localroute.evaluation.sandbox_models import SandboxConfig
-from localroute.evaluation.suite_base import (
+from localroute.evaluation.sandbox.models import SandboxConfig
+from localroute.evaluation.suites.base import (
     BenchItem,
     Grade,
     Sampling,
@@ -108,7 +108,7 @@ def extract_code(text: str, entry_point: str) -> str:
     """The code in a completion: fenced blocks are unwrapped (the one defining the entry point
     wins, else all Python blocks joined); an unclosed fence from a truncated answer still counts.
     """
-    from localroute.evaluation.code_grader import defines
+    from localroute.evaluation.graders.code import defines
 
     # The client has split reasoning off already; a stray closing tag is all that can remain.
     # (split_reasoning would also strip the indentation of a body-only completion.)
@@ -155,7 +155,7 @@ class CodeSuite(Suite):
         return self.grade_many([(item, output)])[0]
 
     def grade_many(self, pairs: list[tuple[BenchItem, str]]) -> list[Grade]:
-        from localroute.evaluation.code_grader import grade_code_rows
+        from localroute.evaluation.graders.code import grade_code_rows
 
         codes = [extract_code(output, str(item.data["entry_point"])) for item, output in pairs]
         rows = [
@@ -190,7 +190,7 @@ class CodeSuite(Suite):
         return CODE_GRADER_VERSION
 
     def manifest_extra(self) -> dict[str, Any]:
-        from localroute.evaluation.sandbox_caps import capabilities
+        from localroute.evaluation.sandbox.caps import capabilities
 
         return {"sandbox": capabilities(self.sandbox).model_dump()}
 
@@ -198,7 +198,7 @@ class CodeSuite(Suite):
 def get_suite(name: str, allow_weak_sandbox: bool = False) -> Suite:
     """The suite of that name; `allow_weak_sandbox` lets the code suite grade where the sandbox
     cannot set up all of its isolation (see SandboxConfig.allow_weak)."""
-    from localroute.evaluation.system_suite import SystemSuite
+    from localroute.evaluation.suites.system import SystemSuite
 
     if name == "code":
         return CodeSuite(SandboxConfig(allow_weak=allow_weak_sandbox))

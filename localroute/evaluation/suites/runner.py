@@ -24,7 +24,10 @@ from rich.progress import (
 
 from localroute.client.llm_client import LLMClient
 from localroute.config.schema import ResolvedProfile, ResolvedRole
-from localroute.evaluation.store import (
+from localroute.evaluation.reports.summary import RunSummary
+from localroute.evaluation.suites.base import BenchItem, Sampling, Suite, SuiteError, file_sha256
+from localroute.evaluation.suites.registry import get_suite
+from localroute.evaluation.suites.store import (
     RunManifest,
     RunStore,
     RunStoreError,
@@ -35,9 +38,6 @@ from localroute.evaluation.store import (
     now_iso,
     sample_key,
 )
-from localroute.evaluation.suite_base import BenchItem, Sampling, Suite, SuiteError, file_sha256
-from localroute.evaluation.suites import get_suite
-from localroute.evaluation.summary import RunSummary
 from localroute.types import LLMError
 
 DEFAULT_RUNS_DIR = Path("runs")
@@ -266,14 +266,14 @@ async def run_bench(
 
 
 def finish(out: Path, written: int, skipped: int, status: str, write_reports: bool) -> BenchResult:
-    from localroute.evaluation.store import load_run
-    from localroute.evaluation.summary import summarize
+    from localroute.evaluation.reports.summary import summarize
+    from localroute.evaluation.suites.store import load_run
 
     run = load_run(out)
     summary = summarize(run)
     if write_reports:
-        from localroute.evaluation.report_html import write_html_report
-        from localroute.evaluation.report_md import write_md_report
+        from localroute.evaluation.reports.html import write_html_report
+        from localroute.evaluation.reports.markdown import write_md_report
 
         write_md_report(run, summary)
         write_html_report(run, summary)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from localroute.evaluation.suite_base import Grade
+from localroute.evaluation.suites.base import Grade
 
 SAMPLES = "samples.jsonl"
 REGRADED = "regraded.jsonl"

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from localroute.client.parsing import split_reasoning
-from localroute.evaluation.suite_base import (
+from localroute.evaluation.suites.base import (
     BenchItem,
     Grade,
     Sampling,
