@@ -20,6 +20,7 @@ ranges), so it lives in its own virtualenv, found at `$LITELLM` (the `litellm` e
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -68,8 +69,11 @@ class LiteLLMProxy:
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        # The bundled model-cost map, not a download at start (no network here).
-        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+        # The proxy refuses to start without a master key; a fresh one per run, sent as the
+        # client's API key. The bundled model-cost map, not a download at start.
+        self.key = "sk-" + secrets.token_hex(16)
+        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
+               "LITELLM_MASTER_KEY": self.key}
         self._log = open(tmp / "litellm.log", "wb")  # noqa: SIM115 - closed in stop()
         self.log_path = tmp / "litellm.log"
         self.proc = subprocess.Popen(
@@ -137,8 +141,8 @@ def main(n: int, m: int) -> None:
             if exe is not None:
                 proxy = LiteLLMProxy(exe, llama.base_url, tmp)
 
-            def sdk(url: str) -> openai.OpenAI:
-                return openai.OpenAI(base_url=url, api_key="x", max_retries=0)
+            def sdk(url: str, key: str = "x") -> openai.OpenAI:
+                return openai.OpenAI(base_url=url, api_key=key, max_retries=0)
 
             paths: dict[str, tuple[Callable[[], None], Callable[[], float]]] = {
                 "llama.cpp directly": (one_token(sdk(llama.base_url), MODEL_ALIAS, SAMPLING),
@@ -149,8 +153,8 @@ def main(n: int, m: int) -> None:
             }
             if proxy is not None:
                 paths["via LiteLLM proxy"] = (
-                    one_token(sdk(proxy.base_url), MODEL_ALIAS, SAMPLING),
-                    first_token(sdk(proxy.base_url), MODEL_ALIAS, SAMPLING))
+                    one_token(sdk(proxy.base_url, proxy.key), MODEL_ALIAS, SAMPLING),
+                    first_token(sdk(proxy.base_url, proxy.key), MODEL_ALIAS, SAMPLING))
             for _ in range(5):  # warm every path (connections, prompt cache, lazy imports)
                 for call, stream in paths.values():
                     call()
