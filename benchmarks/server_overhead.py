@@ -15,6 +15,10 @@ ranges), so it lives in its own virtualenv, found at `$LITELLM` (the `litellm` e
 
     python -m venv .bench-venv && .bench-venv/bin/pip install 'litellm[proxy]==1.106.12'
     python benchmarks/server_overhead.py [N] [M]
+
+`BASELINE=/path/to/another/checkout` adds that checkout's `localroute serve` as one more path in
+the same interleaved run (before/after a change on a busy machine, where separate runs differ by
+more than the change). `LITELLM=none` leaves the proxy out.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def litellm_executable() -> str | None:
+    if os.environ.get("LITELLM") == "none":
+        return None
     for candidate in (os.environ.get("LITELLM"), str(ROOT / ".bench-venv" / "bin" / "litellm"),
                       shutil.which("litellm")):
         if candidate and Path(candidate).is_file():
@@ -131,6 +137,7 @@ def report(name: str, ours: list[float], bare: list[float], unit: str) -> None:
 def main(n: int, m: int) -> None:
     llama = LlamaServer()
     serve: Serve | None = None
+    baseline: Serve | None = None
     proxy: LiteLLMProxy | None = None
     exe = litellm_executable()
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -138,6 +145,9 @@ def main(n: int, m: int) -> None:
         try:
             config = write_config(tmp / "models.yaml", llama.base_url)
             serve = Serve(config, "--max-queue", "0")
+            if os.environ.get("BASELINE"):
+                baseline = Serve(config, "--max-queue", "0",
+                                 env={"PYTHONPATH": os.environ["BASELINE"]})
             if exe is not None:
                 proxy = LiteLLMProxy(exe, llama.base_url, tmp)
 
@@ -151,6 +161,9 @@ def main(n: int, m: int) -> None:
                 "via localroute serve": (one_token(sdk(serve.base_url), "router", {}),
                                          first_token(sdk(serve.base_url), "router", {})),
             }
+            if baseline is not None:
+                paths["via baseline serve"] = (one_token(sdk(baseline.base_url), "router", {}),
+                                               first_token(sdk(baseline.base_url), "router", {}))
             if proxy is not None:
                 paths["via LiteLLM proxy"] = (
                     one_token(sdk(proxy.base_url, proxy.key), MODEL_ALIAS, SAMPLING),
@@ -170,8 +183,9 @@ def main(n: int, m: int) -> None:
         finally:
             if proxy is not None:
                 proxy.stop()
-            if serve is not None:
-                serve.stop()
+            for server in (serve, baseline):
+                if server is not None:
+                    server.stop()
             llama.stop()
     direct = "llama.cpp directly"
     print(f"one-token requests: {n} per path, interleaved (localroute: direct role 'router')")
@@ -186,8 +200,10 @@ def main(n: int, m: int) -> None:
     for name in paths:
         if name != direct:
             report(name, ttft[name], ttft[direct], "   (goal for localroute: <= 3 ms added)")
+    if baseline is not None:
+        print(f"baseline: localroute from {os.environ['BASELINE']}")
     if proxy is None:
-        print("LiteLLM proxy: not found (set LITELLM, or: python -m venv .bench-venv && "
+        print("LiteLLM proxy: left out or not found (set LITELLM, or: python -m venv .bench-venv && "
               ".bench-venv/bin/pip install 'litellm[proxy]==1.106.12')")
 
 

@@ -65,7 +65,7 @@ async def test_the_default_server_cuts_a_stream_when_asked_for_its_models(
     async with httpx.AsyncClient() as http:
         task: asyncio.Task[httpx.Response] | None = None
         try:
-            with pytest.raises(LLMConnectionError, match="truncated|connection broke"):
+            with pytest.raises(LLMConnectionError, match=r"truncated|connection broke"):
                 async for _ in backend.stream(request, role="router"):
                     chunks += 1
                     if chunks == 3:
@@ -123,7 +123,7 @@ async def test_a_probe_judges_by_traffic_first(default_server: LlamaServer) -> N
     try:
         # Busy: a stream in flight is not probed.
         seen: list[Any] = []
-        async for event in client.stream("router", STORY):
+        async for _event in client.stream("router", STORY):
             if not seen:
                 seen = await backend_health(client.pool, profile, within_s=PROBE_EVERY_S)
         (busy,) = seen
