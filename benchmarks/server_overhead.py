@@ -203,8 +203,8 @@ def main(n: int, m: int) -> None:
     if baseline is not None:
         print(f"baseline: localroute from {os.environ['BASELINE']}")
     if proxy is None:
-        print("LiteLLM proxy: left out or not found (set LITELLM, or: python -m venv .bench-venv && "
-              ".bench-venv/bin/pip install 'litellm[proxy]==1.106.12')")
+        print("LiteLLM proxy: left out or not found (set LITELLM, or: python -m venv "
+              ".bench-venv && .bench-venv/bin/pip install 'litellm[proxy]==1.106.12')")
 
 
 if __name__ == "__main__":
