@@ -149,6 +149,8 @@ class OpenAICompatBackend:
                     async for event in EventSource(r).aiter_sse():
                         if event.data == wire.DONE:
                             break
+                        if not event.data.strip():  # a keep-alive or named empty event
+                            continue
                         data = _json_object(site, event.data.encode())
                         if data.get("error") is not None:
                             raise body_error(site, data["error"])
