@@ -19,6 +19,7 @@ import structlog
 from localroute.client.gates import Gate
 from localroute.client.llm_client import LLMClient
 from localroute.config.modes import Mode, ModesConfig
+from localroute.config.schema import ResolvedRole
 from localroute.governance.effectors import Effectors, GateLimiter, RequestRefused
 from localroute.governance.homeostasis import Homeostasis, Override, Step, Transition
 from localroute.governance.sensors import Reading, SensorMonitor, Source
@@ -259,10 +260,15 @@ def build_governor(
 
     every_s = modes.homeostasis.health_interval_s
 
+    def busy(role: ResolvedRole) -> bool:
+        return any(g.in_flight for g in client.gates.gates_for(role))
+
     async def down() -> int:
-        # The client's own pool, so its traffic counts: a backend busy with a request or that
-        # answered one within the interval is not probed (backends/liveness.py).
-        judged = await backend_health(client.pool, client.profile, within_s=every_s)
+        # The client's own pool, so its traffic counts: a backend busy with our calls (a gate
+        # slot held, or a request in flight) or that answered one within the interval is not
+        # probed (backends/liveness.py); llama.cpp with one slot answers nothing else meanwhile.
+        judged = await backend_health(client.pool, client.profile, within_s=every_s,
+                                      busy=busy)
         for h in judged:
             if not h.alive:
                 log.info("backend.down", backend=h.backend, reason=h.reason, probed=h.probed)
