@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import openai
+import psutil
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -174,9 +175,18 @@ def main(n: int, m: int) -> None:
                     stream()
             latency: dict[str, list[float]] = {name: [] for name in paths}
             ttft: dict[str, list[float]] = {name: [] for name in paths}
+            # CPU seconds each proxy process spends on the one-token requests: steadier than
+            # latency on a busy machine, where other processes' load moves every figure.
+            procs = {name: psutil.Process(proc.pid) for name, proc in (
+                ("via localroute serve", serve.proc),
+                ("via baseline serve", baseline.proc if baseline else None),
+                ("via LiteLLM proxy", proxy.proc if proxy else None)) if proc is not None}
+            cpu0 = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
             for _ in range(n):
                 for name, (call, _) in paths.items():
                     latency[name].append(timed(call))
+            cpu = {name: (sum(p.cpu_times()[:2]) - cpu0[name]) * 1000 / n
+                   for name, p in procs.items()}
             for _ in range(m):
                 for name, (_, stream) in paths.items():
                     ttft[name].append(stream() * 1000)
@@ -194,6 +204,8 @@ def main(n: int, m: int) -> None:
     for name in paths:
         if name != direct:
             report(name, latency[name], latency[direct], "   (goal for localroute: <= 1.3x)")
+    print("CPU per one-token request in the proxy process (user + system): " + ", ".join(
+        f"{name.removeprefix('via ')} {ms:.2f} ms" for name, ms in cpu.items()))
     print(f"streams of {STREAM_TOKENS} tokens: {m} per path, interleaved; time to first token")
     print(f"  {direct:<22} p50 {statistics.median(ttft[direct]):8.2f} ms  "
           f"p99 {pct(ttft[direct], 0.99):8.2f} ms")
