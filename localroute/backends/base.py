@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from localroute.backends.activity import Activity
 from localroute.types import ToolCall, Usage
 
 
@@ -57,6 +58,7 @@ class Backend(Protocol):
 
     kind: str
     url: str
+    activity: Activity  # its calls in flight and the last one's outcome, for health probes
 
     async def chat(self, request: ChatRequest, role: str = "") -> RawCompletion: ...
 
@@ -67,5 +69,9 @@ class Backend(Protocol):
         ...
 
     async def list_models(self) -> list[ModelInfo]: ...
+
+    async def liveness(self, timeout: float) -> str | None:
+        """None when the backend answers its cheapest liveness check, else why not."""
+        ...
 
     async def aclose(self) -> None: ...

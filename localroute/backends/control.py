@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from localroute.backends.http import make_client
 from localroute.backends.introspect import server_root
 from localroute.config.schema import ResolvedRole
 from localroute.types import LLMLoadError, LLMLoadTimeout
@@ -62,7 +63,7 @@ class _HttpControl:
         assert role.endpoint is not None  # the config requires one for these backends
         self.role = role
         self.root = server_root(role.endpoint)
-        self.http = httpx.AsyncClient(timeout=PROBE_TIMEOUT_S)
+        self.http = make_client(PROBE_TIMEOUT_S)  # the shared TLS context (http.py)
 
     def _error(self, what: str, detail: str) -> LLMLoadError:
         return LLMLoadError(

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from localroute.backends.activity import Activity
 from localroute.backends.base import ChatRequest, ModelInfo, RawChunk, RawCompletion
 from localroute.types import LLMConnectionError, LLMContextOverflow, LLMTimeout, Usage
 
@@ -85,6 +86,8 @@ class EmbeddedBackend:
         self.model_id = model_id
         self.n_ctx = n_ctx
         self.url = f"embedded://{model_id}"
+        # In-process: no server to probe, so its traffic is never consulted (see liveness).
+        self.activity = Activity()
 
     def _model(self) -> tuple[Any, threading.Lock]:
         llm, lock = load_model(locate_model(self.model_id), self.n_ctx)
@@ -209,6 +212,14 @@ class EmbeddedBackend:
                 details={"path": str(path)},
             )
         ]
+
+    async def liveness(self, timeout: float) -> str | None:
+        """In-process: alive when its model file can be found (loading it is the call's job)."""
+        try:
+            locate_model(self.model_id)
+        except LLMConnectionError as exc:
+            return str(exc)
+        return None
 
     async def aclose(self) -> None:
         return None

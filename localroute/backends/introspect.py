@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import openai
 
 from localroute.backends.base import ModelInfo
 
@@ -87,10 +86,10 @@ async def _ollama(http: httpx.AsyncClient, root: str) -> list[ModelInfo] | None:
     return out
 
 
-async def list_models(
-    kind: str, url: str, client: openai.AsyncOpenAI, http: httpx.AsyncClient
-) -> list[ModelInfo]:
-    """Models the server at `url` serves; raises the SDK's errors when it does not answer."""
+async def list_models(kind: str, url: str, http: httpx.AsyncClient,
+                      timeout: float) -> list[ModelInfo]:
+    """Models the server at `url` serves; raises httpx's errors when it does not answer, and
+    `ValueError` when it answers something else than a model list."""
     root = server_root(url)
     native = {"lmstudio": _lmstudio, "ollama": _ollama}.get(kind)
     if native is not None:
@@ -100,5 +99,11 @@ async def list_models(
             found = None
         if found is not None:
             return found
-    page = await client.models.list(timeout=5.0)
-    return [ModelInfo(id=m.id, loaded=None) for m in page.data]
+    r = await http.get(url.rstrip("/") + "/models", timeout=timeout)
+    r.raise_for_status()
+    body = r.json()
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise ValueError(f"GET {url}/models did not answer an OpenAI model list")
+    return [ModelInfo(id=str(m["id"]), loaded=None) for m in data
+            if isinstance(m, dict) and "id" in m]

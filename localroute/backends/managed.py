@@ -36,7 +36,9 @@ from typing import IO, Any
 
 import httpx
 
+from localroute.backends.activity import Activity
 from localroute.backends.base import ChatRequest, ModelInfo, RawChunk, RawCompletion
+from localroute.backends.http import make_client
 from localroute.backends.openai_compat import OpenAICompatBackend
 from localroute.config.schema import ResolvedRole
 from localroute.config.telemetry import state_dir
@@ -124,6 +126,8 @@ class ManagedLlamaCpp:
         self.log_path = state_dir() / "managed" / f"{self.role}.log"
         self._log: IO[bytes] | None = None
         self._inner: OpenAICompatBackend | None = None
+        # One record of traffic across restarts: each started server's backend writes to it.
+        self.activity = Activity()
 
     # ---- control plane -------------------------------------------------------------------
 
@@ -203,7 +207,7 @@ class ManagedLlamaCpp:
         base = f"http://127.0.0.1:{port}"
         ok = False
         try:
-            async with httpx.AsyncClient(timeout=2.0) as http:
+            async with make_client(2.0) as http:
                 while True:
                     assert self.proc is not None
                     code = self.proc.poll()
@@ -234,6 +238,7 @@ class ManagedLlamaCpp:
                 except httpx.HTTPError:
                     pass  # the server answers; a failed warm-up only costs the first request
             self._inner = OpenAICompatBackend("llamacpp", base + "/v1")
+            self._inner.activity = self.activity
             self.url = base + "/v1"
             ok = True
             return time.perf_counter() - started
@@ -264,6 +269,16 @@ class ManagedLlamaCpp:
 
     async def probe(self) -> bool | None:
         return self.running()
+
+    async def liveness(self, timeout: float) -> str | None:
+        """A stopped server is fine (it starts on demand) and is never started by a probe; a
+        dead one is down; a running one answers its liveness check."""
+        died = self.died()
+        if died is not None:
+            return died
+        if self._inner is None:
+            return None
+        return await self._inner.liveness(timeout)
 
     # ---- data plane ----------------------------------------------------------------------
 

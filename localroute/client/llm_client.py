@@ -218,7 +218,10 @@ class LLMClient:
         timeout: float | None,
         extra_body: dict[str, Any] | None = None,
     ) -> ChatRequest:
-        return ChatRequest(
+        # Built without validation: every part is already checked (the role by the config
+        # schema, messages and tools by the caller: the server's request schema, or our own
+        # stages), and validating the messages again copied each one on every call.
+        return ChatRequest.model_construct(
             model=role.id,
             messages=messages,
             tools=tools if role.supports_tools or tools else None,

@@ -19,6 +19,7 @@ import structlog
 from localroute.client.gates import Gate
 from localroute.client.llm_client import LLMClient
 from localroute.config.modes import Mode, ModesConfig
+from localroute.config.schema import ResolvedRole
 from localroute.governance.effectors import Effectors, GateLimiter, RequestRefused
 from localroute.governance.homeostasis import Homeostasis, Override, Step, Transition
 from localroute.governance.sensors import Reading, SensorMonitor, Source
@@ -254,28 +255,29 @@ def build_governor(
     gates (queue depth, in flight), backend health at its slower interval, and `requests`
     (error rate / p95 latency, e.g. a `RequestWindow`). Events go to `telemetry`; with
     `publish` the snapshot (plus `extra_snapshot()`) goes to the runtime file for `status`."""
-    from localroute.backends.health import role_statuses
+    from localroute.backends.liveness import backend_health
     from localroute.governance.sensors import BackendHealthSensor, GateSensor, SystemSensors
 
-    def busy() -> set[tuple[str, str | None]]:
-        gates = client.gates.snapshot()
-        return {(r.backend.value, r.endpoint) for r in client.profile.roles.values()
-                if any(gates[g.name]["in_flight"] for g in client.gates.gates_for(r))}
+    every_s = modes.homeostasis.health_interval_s
+
+    def busy(role: ResolvedRole) -> bool:
+        return any(g.in_flight for g in client.gates.gates_for(role))
 
     async def down() -> int:
-        # A server busy with our own calls (when the probe starts or ends) is not down even if
-        # it misses the probe: llama.cpp with one slot answers nothing else while it generates.
-        # One that died fails those calls, frees their slots, and is counted at the next probe.
-        before = busy()
-        statuses = await role_statuses(client.profile)
-        spared = before | busy()
-        return len({(s.backend, s.endpoint) for s in statuses
-                    if not s.reachable and (s.backend, s.endpoint) not in spared})
+        # The client's own pool, so its traffic counts: a backend busy with our calls (a gate
+        # slot held, or a request in flight) or that answered one within the interval is not
+        # probed (backends/liveness.py); llama.cpp with one slot answers nothing else meanwhile.
+        judged = await backend_health(client.pool, client.profile, within_s=every_s,
+                                      busy=busy)
+        for h in judged:
+            if not h.alive:
+                log.info("backend.down", backend=h.backend, reason=h.reason, probed=h.probed)
+        return sum(1 for h in judged if not h.alive)
 
     sources: list[Source] = [
         SystemSensors(),
         GateSensor(client.gates.snapshot),
-        BackendHealthSensor(down, modes.homeostasis.health_interval_s),
+        BackendHealthSensor(down, every_s),
     ]
     if requests is not None:
         sources.append(requests)

@@ -46,7 +46,9 @@ def build_orchestrator(
     client = client or LLMClient(profile)
 
     async def list_models() -> list[dict[str, Any]]:
-        return [s.model_dump() for s in await role_statuses(profile)]
+        statuses = await role_statuses(profile, client.pool,
+                                       fresh_s=modes.homeostasis.health_interval_s)
+        return [s.model_dump() for s in statuses]
 
     tool_ctx = ToolContext(roots=list(roots), protection=Protection(modes.tools.deny),
                            list_models=list_models)

@@ -100,7 +100,9 @@ async def health(request: Request) -> JSONResponse:
 
 async def ready(request: Request) -> JSONResponse:
     state = _state(request)
-    statuses = await role_statuses(state.profile)
+    # The server's own pool: its traffic spares a busy backend the question (backends/health.py).
+    statuses = await role_statuses(state.profile, state.client.pool,
+                                   fresh_s=state.modes.homeostasis.health_interval_s)
     is_ready = all(s.reachable for s in statuses)
     body = {"ready": is_ready, "profile": state.profile.name, "mode": state.mode.value,
             "roles": [s.model_dump() for s in statuses]}

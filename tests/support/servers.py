@@ -57,7 +57,10 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 class LlamaServer:
     """`python -m llama_cpp.server` on a free loopback port, stopped on close."""
 
-    def __init__(self, n_ctx: int = 2048, log: Path | None = None) -> None:
+    def __init__(self, n_ctx: int = 2048, log: Path | None = None,
+                 interrupt_requests: bool = False) -> None:
+        """`interrupt_requests=True` keeps the server's own default (a new request ends a
+        running stream), for the tests that show localroute's probes never cause that."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.base_url = self.url + "/v1"
@@ -80,9 +83,8 @@ class LlamaServer:
                 "--n_threads",
                 "2",
                 # The server's default ends a running stream whenever another request arrives
-                # (a health probe, another test's call): docs/backends.md.
-                "--interrupt_requests",
-                "False",
+                # (another test's call, a tool's model list): docs/backends.md.
+                *([] if interrupt_requests else ["--interrupt_requests", "False"]),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
