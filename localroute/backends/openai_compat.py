@@ -194,7 +194,11 @@ class OpenAICompatBackend:
                     slot = partial.setdefault(tc.index, {"id": "", "name": "", "args": ""})
                     slot["id"] = tc.id or slot["id"]
                     if tc.function is not None:
-                        slot["name"] += tc.function.name or ""
+                        # OpenAI sends the name once; llama-cpp-python repeats it in every
+                        # delta. A name already whole is a repeat, not another fragment.
+                        name = tc.function.name or ""
+                        if name != slot["name"]:
+                            slot["name"] += name
                         slot["args"] += tc.function.arguments or ""
                 out = RawChunk(
                     content=delta.content or "",

@@ -8,7 +8,7 @@ admission and telemetry. Plain dicts and json.dumps, as in openai_format.py, for
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -193,7 +193,7 @@ class EventTranslator:
         return out
 
 
-async def translate(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def translate(chunks: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
     """An OpenAI SSE body as an Anthropic one. Closing this closes the OpenAI stream too, so
     a client that leaves still cancels the model call and frees its slot."""
     translator = EventTranslator()

@@ -63,9 +63,25 @@ Block = Annotated[TextBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock
                   | RedactedThinkingBlock, Field(discriminator="type")]
 
 
+_BLOCK_TYPES = ("text", "tool_use", "tool_result", "thinking", "redacted_thinking")
+
+
 class Message(_Lenient):
     role: Literal["user", "assistant"]
     content: str | list[Block]
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _known_blocks(cls, content: Any) -> Any:
+        """A block of another type is named here; the union's own error would only say that
+        the content is not a string."""
+        for i, block in enumerate(content if isinstance(content, list) else []):
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind not in _BLOCK_TYPES:
+                raise ValueError(f"block {i} has type '{kind}', which is not supported; send "
+                                 "text, tool_use, tool_result or thinking blocks (images and "
+                                 "documents are not)")
+        return content
 
 
 class Tool(_Lenient):
@@ -155,7 +171,9 @@ def _assistant(blocks: list[Any]) -> dict[str, Any]:
     calls = [{"id": b.id, "type": "function",
               "function": {"name": b.name, "arguments": json.dumps(b.input)}}
              for b in blocks if isinstance(b, ToolUseBlock)]
-    out: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
+    # Content "" rather than None: a null content is dropped on the way (flatten_messages), and
+    # chat templates that read message.content fail on a message without it.
+    out: dict[str, Any] = {"role": "assistant", "content": text}
     if calls:
         out["tool_calls"] = calls
     return out

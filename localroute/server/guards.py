@@ -1,11 +1,11 @@
 """ASGI middleware in front of every route: what a request must be before any route sees it.
 
 In order: the request head within `max_header_bytes` (431) with one `Authorization`, one
-`x-api-key` and one `Host` (400); `Host` naming this server (421: a page that reached it through another name,
-DNS rebinding); no cross-origin `Origin` unless allowed (403; allowed origins get CORS, and
-their preflight is answered); the API key (401; as `Authorization: Bearer` or, as Anthropic's
-clients send it, `x-api-key`); then for POST, PUT and PATCH a JSON content
-type (415: a browser's form or text/plain POST needs no preflight) and a body within
+`x-api-key` and one `Host` (400); `Host` naming this server (421: a page that reached it
+through another name, DNS rebinding); no cross-origin `Origin` unless allowed (403; allowed
+origins get CORS, and their preflight is answered); the API key (401; as `Authorization:
+Bearer` or, as Anthropic's clients send it, `x-api-key`); then for POST, PUT and PATCH a JSON
+content type (415: a browser's form or text/plain POST needs no preflight) and a body within
 `max_body_bytes` (413) that arrives within `body_timeout_s` (408).
 
 Written as plain ASGI rather than Starlette's BaseHTTPMiddleware: that one wraps every response
