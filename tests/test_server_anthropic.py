@@ -212,7 +212,7 @@ def test_no_key_is_refused_in_anthropics_error_shape(served: Serve) -> None:
      400, "invalid_request_error", "image"),
     ({"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}],
       "tools": [{"type": "web_search_20250305", "name": "web_search"}]},
-     400, "invalid_request_error", "tools.0"),
+     400, "invalid_request_error", "web_search_20250305"),
     ({"model": "no-such-model", "max_tokens": 8,
       "messages": [{"role": "user", "content": "hi"}]}, 404, "not_found_error", "no-such-model"),
 ])

@@ -19,6 +19,8 @@ _TYPES = {
     503: "overloaded_error", 529: "overloaded_error",
 }
 
+ANTHROPIC_TYPES = frozenset({*_TYPES.values(), "api_error"})
+
 # OpenAI finish_reason -> Anthropic stop_reason.
 _STOPS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
           "content_filter": "refusal"}
@@ -112,10 +114,10 @@ class EventTranslator:
         if "error" in chunk:  # headers are gone: the error travels in the stream, then it ends
             self.done = True
             error = chunk["error"]
-            kind = "api_error" if error.get("type") == "server_error" else error.get("type")
+            kind = error.get("type")  # OpenAI's server_error, invalid_response_error...
             return [sse("error", {"type": "error", "error": {
-                "type": kind or "api_error", "message": error.get("message", ""),
-                "code": error.get("code")}})]
+                "type": kind if kind in ANTHROPIC_TYPES else "api_error",
+                "message": error.get("message", ""), "code": error.get("code")}})]
         out = [] if self.started else [self._start(chunk)]
         if chunk.get("usage") is not None:
             self.usage = chunk["usage"]

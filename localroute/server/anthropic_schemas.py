@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from localroute.server.schemas import ChatCompletionRequest, LocalrouteOptions
 
@@ -92,6 +92,16 @@ class Tool(_Lenient):
     name: str = Field(min_length=1)
     description: str | None = None
     input_schema: dict[str, Any]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _client_tool(cls, tool: Any) -> Any:
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind not in (None, "custom"):
+            raise ValueError(f"type '{kind}' is one of Anthropic's server tools, which run on "
+                             "Anthropic's side; offer client tools (name, description, "
+                             "input_schema) instead")
+        return tool
 
 
 class ToolChoice(_Lenient):
