@@ -6,6 +6,7 @@ proxy between them only where a test needs the model to think (SmolLM2 does not)
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -243,3 +244,27 @@ def test_a_non_json_body_is_refused_in_anthropics_shape(served: Serve) -> None:
     assert raw.status_code == 400
     assert json.loads(raw.text)["error"]["type"] == "invalid_request_error"
 
+
+
+def _gate(served: Serve, name: str) -> float:
+    return served.metrics(headers={"x-api-key": KEY})[("localroute_gate_in_flight",
+                                                       (("gate", name),))]
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_slot(served: Serve, proxy: FaultProxy) -> None:
+    # Paced by the proxy so the answer is still being written when the client leaves.
+    proxy.set_fault(Fault(kind="trickle", event_delay=0.1))
+    with httpx.stream("POST", served.url + "/v1/messages", timeout=60.0,
+                      headers={"x-api-key": KEY},
+                      json={"model": "auto", "max_tokens": 400, "stream": True,
+                            "messages": [{"role": "user", "content": STORY}]}) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()  # kept referenced: dropping it closes the connection
+        while "text_delta" not in next(lines):
+            pass  # until the model is writing
+        assert _gate(served, "router") == 1
+    left = time.monotonic()
+    deadline = left + 5
+    while _gate(served, "router") != 0:
+        assert time.monotonic() < deadline, "the router's slot was not freed within 5 s"
+        time.sleep(0.05)

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable
 from typing import Any, cast
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -24,7 +25,7 @@ from localroute.server.anthropic_schemas import CountTokensRequest, MessagesRequ
 from localroute.server.chat import answer_chat, observed
 from localroute.server.direct import SSE_HEADERS, Outcome
 from localroute.server.errors import APIError
-from localroute.server.schemas import flatten_messages, parse_body
+from localroute.server.schemas import ChatCompletionRequest, flatten_messages, parse_body
 from localroute.server.state import ServerState
 
 log = logging.getLogger("localroute.server")
@@ -43,6 +44,18 @@ def _parse(body: bytes, kind: type[MessagesRequest] = MessagesRequest) -> Messag
             raise APIError(400, exc.message, code=exc.code, param=exc.param) from None
         raise
     return parsed
+
+
+def _openai(req: MessagesRequest) -> ChatCompletionRequest:
+    """The mapped request; checked again by the OpenAI schema, which should accept whatever the
+    Anthropic one did -- should it not, the client still gets a 400 naming the field."""
+    try:
+        return req.to_openai()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise APIError(400, f"{where}: {first['msg']}", code="invalid_value",
+                       param=where or None) from None
 
 
 def _localroute_headers(response: Response) -> dict[str, str]:
@@ -67,7 +80,7 @@ async def messages(request: Request) -> Response:
     async def work(outcome: Outcome) -> Response:
         req = _parse(await request.body())
         outcome.model = req.model
-        return to_anthropic(await answer_chat(state, request, req.to_openai(), outcome))
+        return to_anthropic(await answer_chat(state, request, _openai(req), outcome))
 
     state: ServerState = request.app.state.localroute
     return await _anthropic_errors(request, observed(state, work))
@@ -78,7 +91,7 @@ async def count_tokens(request: Request) -> Response:
     governor use), not a tokenizer's exact count."""
     async def work() -> Response:
         req = _parse(await request.body(), CountTokensRequest)
-        openai_req = req.to_openai()
+        openai_req = _openai(req)
         tokens = estimate_tokens(flatten_messages(openai_req), openai_req.tools)
         return JSONResponse({"input_tokens": tokens})
 
