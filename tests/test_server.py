@@ -213,6 +213,20 @@ def test_client_tools_come_back_as_openai_tool_calls(served: Serve, model: str) 
     assert isinstance(json.loads(call.function.arguments), dict)
 
 
+def test_a_streamed_tool_call_arrives_whole(served: Serve) -> None:
+    # llama-cpp-python repeats the function name in every delta: the name must not be too.
+    chunks = served.client().chat.completions.create(
+        model="router", messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[WEATHER_TOOL], stream=True, max_tokens=48,
+        tool_choice=cast(Any, {"type": "function", "function": {"name": "get_weather"}}))
+    calls = [c for chunk in chunks if chunk.choices
+             for c in chunk.choices[0].delta.tool_calls or []]
+    assert len(calls) >= 1
+    call = calls[0]
+    assert call.function is not None and call.function.name == "get_weather"
+    assert isinstance(json.loads(call.function.arguments or ""), dict)
+
+
 @pytest.mark.parametrize("model", ["router", "auto"])
 def test_json_schema_output_is_honoured(served: Serve, model: str) -> None:
     schema = {"type": "object", "properties": {"answer": {"type": "integer"}},

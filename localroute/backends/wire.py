@@ -137,7 +137,11 @@ class ChunkReader:
                                            {"id": "", "name": "", "args": ""})
             slot["id"] = _text(raw.get("id")) or slot["id"]
             fn = _obj(raw.get("function"))
-            slot["name"] += _text(fn.get("name"))
+            # OpenAI sends the name once; llama-cpp-python repeats it in every delta. A name
+            # already whole is a repeat, not another fragment.
+            name = _text(fn.get("name"))
+            if name != slot["name"]:
+                slot["name"] += name
             args = fn.get("arguments")
             slot["args"] += args if isinstance(args, str) else json.dumps(args) if args else ""
         finish = choice.get("finish_reason")

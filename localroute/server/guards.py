@@ -1,15 +1,19 @@
 """ASGI middleware in front of every route: what a request must be before any route sees it.
 
-In order: the request head within `max_header_bytes` (431) with one `Authorization` and one
-`Host` (400); `Host` naming this server (421: a page that reached it through another name,
-DNS rebinding); no cross-origin `Origin` unless allowed (403; allowed origins get CORS, and
-their preflight is answered); the API key (401); then for POST, PUT and PATCH a JSON content
-type (415: a browser's form or text/plain POST needs no preflight) and a body within
+In order: the request head within `max_header_bytes` (431) with one `Authorization`, one
+`x-api-key` and one `Host` (400); `Host` naming this server (421: a page that reached it
+through another name, DNS rebinding); no cross-origin `Origin` unless allowed (403; allowed
+origins get CORS, and their preflight is answered); the API key (401; as `Authorization:
+Bearer` or, as Anthropic's clients send it, `x-api-key`); then for POST, PUT and PATCH a JSON
+content type (415: a browser's form or text/plain POST needs no preflight) and a body within
 `max_body_bytes` (413) that arrives within `body_timeout_s` (408).
 
 Written as plain ASGI rather than Starlette's BaseHTTPMiddleware: that one wraps every response
 in a task and a stream, which costs latency on each request and gets in the way of noticing a
 client that disconnects mid-stream.
+
+Refusals are OpenAI error objects, except under `/v1/messages` (the Anthropic Messages API),
+where they take Anthropic's error shape.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import psutil
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from localroute.server.anthropic_format import error_body as anthropic_error_body
 from localroute.server.errors import error_body
 from localroute.server.settings import (
     ALLOW_HOSTS_ENV,
@@ -35,6 +40,7 @@ from localroute.server.settings import (
 )
 
 OPEN_PATHS = frozenset({"/health"})  # liveness probes carry no key
+ANTHROPIC_PREFIX = "/v1/messages"  # the Anthropic Messages API: its clients read its errors
 UI_PREFIX = "/ui"  # the dashboard: pages a browser opens
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
@@ -63,10 +69,12 @@ def bound_names(host: str) -> frozenset[str]:
 
 
 async def send_error(send: Send, status: int, message: str, code: str,
-                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    """An OpenAI-style error that also closes the connection: a request refused here is one
-    whose client should not carry on as it was."""
-    body = json.dumps(error_body(status, message, code)).encode()
+                     headers: list[tuple[bytes, bytes]] | None = None, *,
+                     anthropic: bool = False) -> None:
+    """An OpenAI-style error (Anthropic-style for the Anthropic API's paths) that also closes
+    the connection: a request refused here is one whose client should not carry on as it was."""
+    shape = anthropic_error_body if anthropic else error_body
+    body = json.dumps(shape(status, message, code)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()),
@@ -102,7 +110,7 @@ class Guards:
             return
         refusal = self._refuse_head(scope)
         if refusal is not None:
-            await send_error(send, *refusal)
+            await send_error(send, *refusal, anthropic=_anthropic(scope))
             return
         await self.checked(scope, receive, send)
 
@@ -113,7 +121,7 @@ class Guards:
         repeated: set[bytes] = set()
         for name, value in scope.get("headers", ()):
             size += len(name) + len(value) + 4
-            if name in (b"authorization", b"host", b"origin"):
+            if name in (b"authorization", b"x-api-key", b"host", b"origin"):
                 if name in seen:
                     repeated.add(name)
                 seen[name] = value
@@ -167,17 +175,22 @@ class Guards:
 
     async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[bytes, bytes] = dict(scope.get("headers", ()))
+        anthropic = _anthropic(scope)
         if self.key is not None and scope.get("path") not in OPEN_PATHS:
             given = headers.get(b"authorization", b"")
             page = str(scope.get("path", "")).startswith(UI_PREFIX)
+            # `x-api-key: <key>` is how Anthropic's SDKs and Claude Code send the key.
+            api_key = headers.get(b"x-api-key")
             if not (hmac.compare_digest(given, self.key)
+                    or (api_key is not None and hmac.compare_digest(api_key, self.secret))
                     or (page and self._basic_ok(given))):
                 # A browser cannot send a bearer token by itself: the dashboard's pages also
                 # take the key as the password of HTTP Basic, which makes the browser ask.
                 challenge = b'Basic realm="localroute", charset="UTF-8"' if page else b"Bearer"
                 await send_error(send, 401, "missing or wrong API key; send the header "
-                                 "'Authorization: Bearer <key>'", "invalid_api_key",
-                                 [(b"www-authenticate", challenge)])
+                                 "'Authorization: Bearer <key>' (or 'x-api-key: <key>')",
+                                 "invalid_api_key", [(b"www-authenticate", challenge)],
+                                 anthropic=anthropic)
                 return
         if scope.get("method") not in BODY_METHODS:
             await self.app(scope, receive, send)
@@ -186,21 +199,23 @@ class Guards:
         if kind != b"application/json":
             received = f"'{kind.decode('latin-1')}'" if kind else "no content type"
             await send_error(send, 415, f"the request body must be JSON with 'Content-Type: "
-                             f"application/json'; received {received}", "unsupported_media_type")
+                             f"application/json'; received {received}", "unsupported_media_type",
+                             anthropic=anthropic)
             return
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await self._too_large(send)
+            await self._too_large(send, anthropic)
             return
         try:
             async with asyncio.timeout(self.body_timeout):
                 body = await self._read_body(receive)
         except TimeoutError:
             await send_error(send, 408, f"the request body did not arrive within "
-                             f"{self.body_timeout:g} s (serve --body-timeout)", "request_timeout")
+                             f"{self.body_timeout:g} s (serve --body-timeout)", "request_timeout",
+                             anthropic=anthropic)
             return
         except _TooLarge:
-            await self._too_large(send)
+            await self._too_large(send, anthropic)
             return
         if body is not None:
             await self.app(scope, _replay(body, receive), send)
@@ -222,9 +237,14 @@ class Guards:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, send: Send, anthropic: bool) -> None:
         await send_error(send, 413, f"the request body is larger than {self.max_body} bytes; "
-                         "send fewer or shorter messages", "request_too_large")
+                         "send fewer or shorter messages", "request_too_large",
+                         anthropic=anthropic)
+
+
+def _anthropic(scope: Scope) -> bool:
+    return str(scope.get("path", "")).startswith(ANTHROPIC_PREFIX)
 
 
 class _TooLarge(Exception):

@@ -1,8 +1,8 @@
-"""The HTTP endpoints: chat completions, models, health, readiness, metrics, feedback."""
+"""The HTTP endpoints: chat completions, Anthropic messages, models, health, readiness,
+metrics, feedback."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import FastAPI
@@ -10,23 +10,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from localroute.backends.health import role_statuses
-from localroute.server.auto import answer_auto
-from localroute.server.auto_stream import stream_auto
-from localroute.server.direct import Outcome, answer_direct
-from localroute.server.disconnect import ClientGone
+from localroute.server.anthropic_api import count_tokens, messages
+from localroute.server.chat import answer_chat, observed
+from localroute.server.direct import Outcome
 from localroute.server.errors import APIError
 from localroute.server.feedback import FEEDBACK_MAX_BODY, UnknownTrace
 from localroute.server.schemas import (
     FEEDBACK_NOTE_CHARS,
     ChatCompletionRequest,
     FeedbackRequest,
-    flatten_messages,
     parse_body,
 )
 from localroute.server.state import AUTO, ServerState
 from localroute.telemetry.metrics import CONTENT_TYPE
-
-CLIENT_CLOSED = 499  # nginx's code for "the client closed the connection": nobody reads it
 
 
 def _state(request: Request) -> ServerState:
@@ -35,43 +31,13 @@ def _state(request: Request) -> ServerState:
 
 
 async def chat_completions(request: Request) -> Response:
-    state = _state(request)
-    started = time.perf_counter()
-    outcome = Outcome()
-    try:
+    async def work(outcome: Outcome) -> Response:
         req: ChatCompletionRequest = parse_body(await request.body(), ChatCompletionRequest)
         outcome.model = req.model
-        if req.n != 1:
-            raise APIError(400, f"n: only n=1 is supported (got {req.n})", param="n",
-                           code="unsupported_value")
-        if len(req.messages) > state.settings.max_messages:
-            raise APIError(413, f"messages: {len(req.messages)} messages is more than the "
-                           f"server's limit of {state.settings.max_messages}; send fewer",
-                           param="messages", code="too_many_messages")
-        messages = flatten_messages(req)
-        target = state.resolve(req.model)
-        if target == AUTO:
-            answer = stream_auto if req.stream else answer_auto
-            response = await answer(state, request, req, messages, outcome)
-        else:
-            outcome.route = "direct"
-            response = await answer_direct(state, request, req, target, messages, outcome)
-        outcome.status = response.status_code
-        return response
-    except APIError as exc:
-        outcome.status, outcome.code = exc.status, exc.code
-        raise
-    except ClientGone:
-        outcome.status = CLIENT_CLOSED
-        return Response(status_code=CLIENT_CLOSED)
-    except Exception:
-        outcome.status = 500
-        raise
-    finally:
-        if not outcome.deferred:
-            state.observe(model=outcome.model, route=outcome.route, role=outcome.role,
-                          status=outcome.status, seconds=time.perf_counter() - started,
-                          code=outcome.code, trace_id=outcome.trace_id)
+        return await answer_chat(state, request, req, outcome)
+
+    state = _state(request)
+    return await observed(state, work)
 
 
 async def list_models(request: Request) -> JSONResponse:
@@ -131,6 +97,8 @@ async def feedback(request: Request) -> JSONResponse:
 
 def register(app: FastAPI) -> None:
     app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.add_api_route("/v1/messages", messages, methods=["POST"])
+    app.add_api_route("/v1/messages/count_tokens", count_tokens, methods=["POST"])
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/v1/feedback", feedback, methods=["POST"])
     app.add_api_route("/health", health, methods=["GET"])

@@ -112,7 +112,7 @@ class FeedbackRequest(_Lenient):
     note: str = Field(default="", max_length=FEEDBACK_NOTE_CHARS)
 
 
-def parse_body(body: bytes, model: type[_Lenient]) -> Any:
+def parse_body(body: bytes, model: type[BaseModel]) -> Any:
     """Decode and validate a JSON body: 400 when it is not JSON, 422 when a field is wrong.
 
     pydantic's own JSON parser (jiter, linear time) rather than `json.loads`, because it
