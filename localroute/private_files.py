@@ -62,12 +62,25 @@ def warn_if_open_dir(path: Path) -> None:
 def private_file(path: str | Path) -> Path:
     """Create `path` empty with mode 0600 if it does not exist (its parent 0700 when missing),
     or set an existing one to 0600; for files another library writes to (SQLite gives its -wal
-    and -shm files the mode of the database file)."""
+    and -shm files the mode of the database file).
+
+    An existing file is never opened, only chmod-ed by path: POSIX record locks belong to the
+    process, and closing ANY descriptor of a file drops every lock the process holds on it
+    (SQLite's "How To Corrupt An SQLite Database File", 2.2). Opening and closing a telemetry
+    database that a connection of this process already holds dropped that connection's
+    shared lock; the next other process to close the database (`localroute telemetry query`)
+    then took it for unused, checkpointed it and deleted its WAL, and every later event this
+    process wrote went into the deleted file: lost, with no error anywhere."""
     target = Path(path).expanduser()
     private_dir(target.parent)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT, FILE_MODE)
     try:
-        os.fchmod(fd, FILE_MODE)
+        # O_EXCL: a file only this call created, which no connection can have locked yet.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        os.chmod(target, FILE_MODE)
+        return target
+    try:
+        os.fchmod(fd, FILE_MODE)  # the umask may have taken bits from the mode given to open
     finally:
         os.close(fd)
     return target

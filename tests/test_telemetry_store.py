@@ -9,6 +9,7 @@ import atexit
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -109,6 +110,35 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     assert (tmp_path / "deep" / "dir" / "t.db").is_file()
+
+
+def _count_elsewhere(db: Path) -> int:
+    """The events another process sees (it opens the database and closes it again, as
+    `localroute telemetry query` does)."""
+    code = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "print(c.execute('SELECT count(*) FROM events').fetchone()[0]); c.close()")
+    done = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
+def test_a_second_store_in_the_process_keeps_the_first_ones_writes_visible(
+        tmp_path: Path) -> None:
+    # `serve` writes through one store and the dashboard reads through another of the same
+    # file. Opening the second once closed a descriptor of the database, which drops every
+    # POSIX lock this process held on it; the next other process to close the database then
+    # deleted the WAL the first store was still writing to, and its later events were lost.
+    db = tmp_path / "t.db"
+    writer = EventStore(f"sqlite:///{db}")
+    writer.insert([ev.mode_change(old="NORMAL", new="ALERT", reason="one")])
+    reader = EventStore(f"sqlite:///{db}")
+    assert _count_elsewhere(db) == 1
+    writer.insert([ev.mode_change(old="ALERT", new="NORMAL", reason="two")])
+    assert reader.count() == 2
+    assert _count_elsewhere(db) == 2
+    writer.close()
+    reader.close()
 
 
 def test_a_bad_url_names_itself() -> None:

@@ -53,41 +53,42 @@ class WindowCache:
         value = self.compute(self.store, window)
         return _Entry(value, time.time(), time.perf_counter() - started, marker)
 
-    async def _refresh(self, window: str) -> _Entry:
+    def _start(self, window: str) -> asyncio.Task[_Entry]:
+        """The window's recompute, started now unless one runs. Registered in `running` before
+        this returns, so the answer that started it already says `refreshing` (a task that
+        registered itself once it ran answered the first poll after start-up "not refreshing"
+        with the start-up figures, and the page never asked again soon)."""
         task = self.running.get(window)
         if task is None:
             task = asyncio.get_running_loop().create_task(
                 asyncio.to_thread(self._build, window))
             self.running[window] = task
             task.add_done_callback(lambda t: self._done(window, t))
-        return await asyncio.shield(task)
+        return task
 
     def _done(self, window: str, task: asyncio.Task[_Entry]) -> None:
         self.running.pop(window, None)
+        # Reading the exception here also keeps asyncio from reporting a failed background
+        # refresh as never retrieved; the next poll retries it, and the first, awaited compute
+        # raises it to its caller.
         if not task.cancelled() and task.exception() is None:
             self.entries[window] = task.result()
 
-    def _stale(self, entry: _Entry) -> bool:
+    async def _stale(self, entry: _Entry) -> bool:
         age = time.time() - entry.computed_at
-        return age >= max(MIN_REFRESH_S, COST_FACTOR * entry.compute_s) and \
-            store_marker(self.store) != entry.marker
+        if age < max(MIN_REFRESH_S, COST_FACTOR * entry.compute_s):
+            return False
+        # A query: off the event loop, which a busy store must not hold up.
+        return await asyncio.to_thread(store_marker, self.store) != entry.marker
 
     async def get(self, window: str) -> dict[str, Any]:
         """The window's figures with `computed_at` and `compute_s`; waits only the first time."""
         entry = self.entries.get(window)
         if entry is None:
-            entry = await self._refresh(window)
-        elif window not in self.running and self._stale(entry):
-            task = asyncio.get_running_loop().create_task(self._refresh(window))
-            task.add_done_callback(_quiet)
+            entry = await asyncio.shield(self._start(window))
+        elif window not in self.running and await self._stale(entry):
+            self._start(window)
         # `refreshing` tells the page that newer figures are being computed: it polls again
         # soon rather than at its next interval.
         return {**entry.value, "computed_at": entry.computed_at,
                 "compute_s": round(entry.compute_s, 3), "refreshing": window in self.running}
-
-
-def _quiet(task: asyncio.Task[Any]) -> None:
-    """A background refresh that failed is retried at the next poll; its error is read here so
-    asyncio does not report it as never retrieved (the first, awaited compute raises it)."""
-    if not task.cancelled():
-        task.exception()

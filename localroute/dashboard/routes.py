@@ -8,6 +8,7 @@ which records through the function `localroute feedback` uses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,7 +23,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from localroute.dashboard.cache import WindowCache
 from localroute.dashboard.panels import now_panel, request_view, residency_timeline
 from localroute.dashboard.runs import list_runs, report_path
-from localroute.dashboard.series import window_seconds
+from localroute.dashboard.series import WINDOWS, window_seconds
 from localroute.server.errors import APIError
 from localroute.server.schemas import FEEDBACK_NOTE_CHARS
 from localroute.telemetry.queries import open_store, record_feedback
@@ -57,6 +58,20 @@ class Dashboard:
     cache: WindowCache | None = None
     opened: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    warming: asyncio.Task[None] | None = None
+
+    def warm(self) -> None:
+        """Compute every window's figures now, in the background, so that the page's first poll
+        after start-up finds them ready (a week of events takes seconds to read)."""
+        self.warming = asyncio.get_running_loop().create_task(self._warm())
+
+    async def _warm(self) -> None:
+        if await self.telemetry() is None or self.cache is None:
+            return  # the page says why (store_error) at its first poll
+        for window in WINDOWS:
+            # A failure here is the page's to report at its first poll, which computes again.
+            with contextlib.suppress(Exception):
+                await self.cache.get(window)
 
     async def telemetry(self) -> EventStore | None:
         async with self.lock:
@@ -64,7 +79,8 @@ class Dashboard:
                 self.opened = True
                 try:
                     self.store = await asyncio.to_thread(_open)
-                except (ConnectionError, ValueError) as exc:
+                except (ConnectionError, ValueError, OSError) as exc:
+                    # OSError: the state directory cannot be created or made private.
                     self.store_error = str(exc)
                 if self.store is None and self.store_error is None:
                     self.store_error = ("telemetry is off (telemetry.enabled: false or "
@@ -74,6 +90,8 @@ class Dashboard:
         return self.store
 
     def close(self) -> None:
+        if self.warming is not None:
+            self.warming.cancel()
         if self.store is not None:
             self.store.close()
 

@@ -81,6 +81,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await active.start()
         client.residency.preload()  # pinned instances load now, in the background
+        dashboard.warm()  # the dashboard's window figures too
         try:
             yield
         finally:
