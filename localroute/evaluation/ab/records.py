@@ -1,6 +1,6 @@
 """The records of a blind A/B run: one answer, one judge call, one row, the whole result.
 
-They live apart from ``ab`` (which runs the comparison) and ``ab_report`` (which renders it) so
+They live apart from ``run`` (which runs the comparison) and ``report`` (which renders it) so
 that both import them and neither imports the other back.
 """
 
