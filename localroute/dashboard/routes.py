@@ -20,14 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from localroute.config.telemetry import load_telemetry_config
 from localroute.dashboard.cache import WindowCache
 from localroute.dashboard.panels import now_panel, request_view, residency_timeline
 from localroute.dashboard.runs import list_runs, report_path
 from localroute.dashboard.series import WINDOWS, window_seconds
 from localroute.server.errors import APIError
 from localroute.server.schemas import FEEDBACK_NOTE_CHARS
-from localroute.telemetry.queries import open_store, record_feedback
+from localroute.telemetry.queries import record_feedback
 from localroute.telemetry.store import EventStore
+from localroute.telemetry.wiring import shared_telemetry
 
 log = logging.getLogger("localroute.dashboard")
 
@@ -50,7 +52,9 @@ HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"
 @dataclass
 class Dashboard:
     """What the dashboard's routes share: the telemetry store (None when telemetry is off or
-    unreachable, with the reason), the window figures, and the runs directory."""
+    unreachable, with the reason), the window figures, and the runs directory. The store is the
+    process's shared one, which `serve` records into: the dashboard never opens a second engine
+    on the same database, and leaves closing it to its owner."""
 
     runs_dir: Path
     store: EventStore | None = None
@@ -78,7 +82,7 @@ class Dashboard:
             if not self.opened:
                 self.opened = True
                 try:
-                    self.store = await asyncio.to_thread(_open)
+                    self.store = await asyncio.to_thread(_shared_store)
                 except (ConnectionError, ValueError, OSError) as exc:
                     # OSError: the state directory cannot be created or made private.
                     self.store_error = str(exc)
@@ -92,15 +96,18 @@ class Dashboard:
     def close(self) -> None:
         if self.warming is not None:
             self.warming.cancel()
-        if self.store is not None:
-            self.store.close()
 
 
-def _open() -> EventStore | None:
-    from localroute.config.telemetry import load_telemetry_config
-
+def _shared_store() -> EventStore | None:
+    """The store of the process-wide recorder; None when telemetry is off."""
     config = load_telemetry_config()
-    return open_store(config) if config.telemetry.enabled else None
+    if not config.telemetry.enabled:
+        return None
+    shared = shared_telemetry(config)
+    if shared is None:
+        raise ConnectionError(f"the telemetry store {config.telemetry.resolved_url()} cannot "
+                              "be reached (serve said why when it started); the charts need it")
+    return shared.store
 
 
 class FeedbackBody(BaseModel):
