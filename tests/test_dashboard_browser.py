@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import pytest
 
 from tests.support.faultproxy import Fault, FaultProxy
 from tests.support.paths import REPO
+from tests.support.polling import stored_events, until
 from tests.support.servers import LlamaServer, free_port, gguf_path, wait_for_http
 
 CHROMIUM = "/usr/bin/chromium"
@@ -124,16 +124,6 @@ def ask(client: openai.OpenAI, model: str, text: str) -> dict[str, str]:
             "content": answer.choices[0].message.content or ""}
 
 
-def until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(1.0)
-
-
 def make_requests(stack: dict[str, Any]) -> dict[str, dict[str, str]]:
     client = openai.OpenAI(base_url=stack["base"] + "/v1", api_key="x", timeout=300)
     proxy: FaultProxy = stack["proxy"]
@@ -154,12 +144,7 @@ def make_requests(stack: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 
 def events(stack: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    out = subprocess.run([sys.executable, "-m", "localroute", "telemetry", "query", "--event",
-                          name, "--json"], capture_output=True, text=True, env=stack["env"],
-                         timeout=120)
-    assert out.returncode == 0, out.stderr
-    rows: list[dict[str, Any]] = json.loads(out.stdout)
-    return rows
+    return stored_events(stack["env"], name)
 
 
 def test_dashboard_shows_the_requests_in_every_panel(stack: dict[str, Any]) -> None:
@@ -169,7 +154,8 @@ def test_dashboard_shows_the_requests_in_every_panel(stack: dict[str, Any]) -> N
     assert done["tool"]["route"] == "tool"
     assert done["coding"]["route"] not in ("tool", "router"), done["coding"]  # validated
     # The idle TTL evicts the managed model; wait until the store has it.
-    until(lambda: events(stack, "residency.eviction"), TTL_S + 120, "the idle-TTL eviction")
+    until(lambda: events(stack, "residency.eviction"), TTL_S + 120, "the idle-TTL eviction",
+          interval=1.0)
     (stack["tmp"] / "runs").mkdir()
     with sync_playwright() as p:
         # A fresh profile directory (Playwright passes it as --user-data-dir).

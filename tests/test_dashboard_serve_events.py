@@ -9,18 +9,17 @@ the eviction among them, was lost while the scheduler had in fact unloaded the m
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
 
+from tests.support.polling import stored_events
 from tests.support.servers import free_port, gguf_path, wait_for_http
 
 TTL_S = 8  # short, so the eviction comes during the test
@@ -46,14 +45,6 @@ profiles:
     return path
 
 
-def stored(env: dict[str, str], name: str) -> list[dict[str, Any]]:
-    out = subprocess.run([sys.executable, "-m", "localroute", "telemetry", "query", "--event",
-                          name, "--json"], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr
-    rows: list[dict[str, Any]] = json.loads(out.stdout)
-    return rows
-
-
 def test_events_after_the_dashboard_opened_reach_the_store(tmp_path: Path) -> None:
     config = write_config(tmp_path / "models.yaml")
     env = {**os.environ, "LOCALROUTE_STATE_DIR": str(tmp_path / "state")}
@@ -68,25 +59,25 @@ def test_events_after_the_dashboard_opened_reach_the_store(tmp_path: Path) -> No
         wait_for_http(base + "/health", proc, 120, "localroute serve")  # type: ignore[arg-type]
         poll = httpx.get(base + "/ui/api/overview", params={"window": "day"}, timeout=120)
         assert poll.status_code == 200, poll.text
-        assert stored(env, "residency.eviction") == []  # another process opens and closes it
+        assert stored_events(env, "residency.eviction") == []  # another process opens and closes it
         client = openai.OpenAI(base_url=base + "/v1", api_key="x", timeout=300)
         answer = client.chat.completions.create(model="router", messages=[
             {"role": "user", "content": "Say hi."}])
         assert answer.choices[0].message.content
         answered = time.time()
         deadline = time.monotonic() + TTL_S + 90
-        evictions = stored(env, "residency.eviction")
+        evictions = stored_events(env, "residency.eviction")
         while not evictions:
             assert time.monotonic() < deadline, (
                 "no residency.eviction in the store; loads stored: "
-                f"{len(stored(env, 'residency.load'))}")
+                f"{len(stored_events(env, 'residency.load'))}")
             time.sleep(1.0)
-            evictions = stored(env, "residency.eviction")
+            evictions = stored_events(env, "residency.eviction")
         [eviction] = evictions
         assert eviction["role"] == "router" and eviction["data"]["cause"] == "idle_ttl"
         assert eviction["data"]["idle_s"] >= TTL_S
         assert eviction["ts"] >= answered + TTL_S - 2  # the call ended just before the answer came
-        [load] = stored(env, "residency.load")
+        [load] = stored_events(env, "residency.load")
         assert load["data"]["cause"] == "request" and load["ok"]
     finally:
         proc.send_signal(signal.SIGTERM)

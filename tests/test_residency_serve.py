@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import httpx
 import openai
 import psutil
 
+from tests.support.polling import until
 from tests.support.servers import free_port, gguf_path, managed_by, wait_for_http
 
 TTL_S = 40  # long enough for a `localroute status` subprocess on a busy two-core machine
@@ -64,16 +64,6 @@ def status(env: dict[str, str], config: Path) -> dict[str, Any]:
 
 def instance(data: dict[str, Any], name: str) -> dict[str, Any]:
     return next(i for i in data["residency"]["instances"] if i["instance"] == name)
-
-
-def until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def test_serve_loads_on_demand_shows_it_in_status_and_unloads_after_the_ttl(
