@@ -19,6 +19,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.support.faultproxy import Fault, FaultProxy
+from tests.support.polling import until
 
 
 class _Server(ThreadingHTTPServer):
@@ -307,6 +308,9 @@ def test_clear_and_reset_counters(proxy: FaultProxy, client: httpx.Client) -> No
     proxy.clear()
     assert client.get(f"{proxy.url}/echo").status_code == 200
     assert (proxy.requests_total, proxy.faults_injected) == (2, 1)
+    # The proxy counts a request out after its last byte is sent, so the client can hold the
+    # answer a moment before that: wait for it, since reset keeps the requests still in flight.
+    until(lambda: proxy.in_flight == 0, 5, "the proxy to finish the second request", 0.01)
     proxy.reset_counters()
     assert (proxy.requests_total, proxy.faults_injected, proxy.max_in_flight) == (0, 0, 0)
 
@@ -324,7 +328,9 @@ async def test_in_flight_counts_concurrent_slow_requests(proxy: FaultProxy) -> N
         responses = await pending
     assert seen == n
     assert [r.status_code for r in responses] == [200] * n
-    assert proxy.in_flight == 0 and proxy.max_in_flight == n
+    # Each request is counted out after its last byte is sent: the client may be a moment ahead.
+    until(lambda: proxy.in_flight == 0, 5, "the proxy to finish the requests", 0.01)
+    assert proxy.max_in_flight == n
 
 
 def test_client_hangup_abandons_the_upstream_call(proxy: FaultProxy, upstream: Upstream) -> None:
